@@ -1,0 +1,670 @@
+//! System calls: the only `unsafe` in the crate.
+//!
+//! C: the raw `read(2)`, `write(2)`, `accept(2)`, `setsockopt(2)`, `sigaction(2)` calls that
+//! Momentum makes directly from `ec_*` helpers.
+//!
+//! # Summary
+//! Thin, safe wrappers over `libc` and over the `unsafe` part of `polling`'s API. Every
+//! `unsafe` block in the crate lives here and carries a `SAFETY:` line naming its invariant.
+//!
+//! # Contract
+//! Functions taking a `RawFd` borrow it for the duration of the call only; they never close it.
+//! Ownership of descriptors is expressed with [`OwnedFd`]: whoever holds it closes it on drop.
+//!
+//! # Diagnostics
+//! Every OS failure is returned as `io::Error` (with `errno` preserved); nothing here panics or
+//! logs.
+
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use polling::{PollMode, Poller};
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn cvt_size(r: libc::ssize_t) -> io::Result<usize> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Poller registration (polling 3 makes `add` unsafe: the source must be deleted before close).
+// ---------------------------------------------------------------------------------------------
+
+/// Registers `fd` with `poller` in level-triggered mode under `key`.
+///
+/// Level mode is used everywhere (never edge): the `poll(2)` backend small Unix targets get
+/// has no edge mode, and level mode costs a syscall only when the interest changes.
+pub(crate) fn poller_add(
+    poller: &Poller,
+    fd: RawFd,
+    key: usize,
+    r: bool,
+    w: bool,
+) -> io::Result<()> {
+    let ev = polling::Event::new(key, r, w);
+    // SAFETY: the scheduler calls `poller_delete` for this fd before the `OwnedFd` holding it is
+    // dropped (see `Core::unregister` and `Core::finish`), which is polling's requirement.
+    unsafe { poller.add_with_mode(fd, ev, PollMode::Level) }
+}
+
+/// Changes the interest of an fd registered with [`poller_add`].
+pub(crate) fn poller_modify(
+    poller: &Poller,
+    fd: RawFd,
+    key: usize,
+    r: bool,
+    w: bool,
+) -> io::Result<()> {
+    // SAFETY: the fd is registered, hence open: it is removed from the poller before it closes.
+    let bfd = unsafe { BorrowedFd::borrow_raw(fd) };
+    poller.modify_with_mode(bfd, polling::Event::new(key, r, w), PollMode::Level)
+}
+
+/// Removes an fd registered with [`poller_add`].
+pub(crate) fn poller_delete(poller: &Poller, fd: RawFd) -> io::Result<()> {
+    // SAFETY: called while the fd is still open (before its owner drops it).
+    let bfd = unsafe { BorrowedFd::borrow_raw(fd) };
+    poller.delete(bfd)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plain I/O
+// ---------------------------------------------------------------------------------------------
+
+/// `read(2)` into `buf`. `Ok(0)` is end of file.
+pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a valid writable region of `buf.len()` bytes for the whole call.
+    cvt_size(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
+}
+
+/// `write(2)` (`send(2)` with `MSG_NOSIGNAL` where it exists, so a vanished peer is `EPIPE`,
+/// not a `SIGPIPE`).
+pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd"
+    ))]
+    {
+        // SAFETY: `buf` is a valid readable region of `buf.len()` bytes for the whole call.
+        let r = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+        match cvt_size(r) {
+            // Not a socket (a pipe in a test, say): fall back to write(2).
+            Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => {}
+            other => return other,
+        }
+    }
+    // SAFETY: as above.
+    cvt_size(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })
+}
+
+/// Sets or clears `O_NONBLOCK`.
+pub fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: fcntl on a caller-owned fd with integer arguments only.
+    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    let new = if on {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
+    if new != flags {
+        // SAFETY: as above.
+        cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, new) })?;
+    }
+    Ok(())
+}
+
+/// Sets `FD_CLOEXEC`.
+pub fn set_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a caller-owned fd with integer arguments only.
+    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) })?;
+    Ok(())
+}
+
+/// A non-blocking, close-on-exec pipe: `(read end, write end)`.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe(2) to fill.
+    cvt(unsafe { libc::pipe(fds.as_mut_ptr()) })?;
+    // SAFETY: pipe(2) succeeded, so both fds are open and owned by nobody else.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    for fd in [&r, &w] {
+        set_nonblocking(fd.as_raw_fd(), true)?;
+        set_cloexec(fd.as_raw_fd())?;
+    }
+    Ok((r, w))
+}
+
+/// `dup(2)` with close-on-exec, as an owned descriptor.
+pub fn dup(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on a caller-owned fd; the result is a fresh fd we own.
+    let n = cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) })?;
+    // SAFETY: `n` was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signals through a self-pipe
+// ---------------------------------------------------------------------------------------------
+
+static SIGNAL_PIPE_FD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(signo: libc::c_int) {
+    let fd = SIGNAL_PIPE_FD.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let b = signo as u8;
+        // SAFETY: write(2) is async-signal-safe; `b` lives for the call. errno is saved and
+        // restored so the interrupted code does not see it change.
+        unsafe {
+            let saved = *errno_location();
+            libc::write(fd, (&b as *const u8).cast(), 1);
+            *errno_location() = saved;
+        }
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+unsafe fn errno_location() -> *mut libc::c_int {
+    libc::__errno_location()
+}
+#[cfg(any(
+    target_os = "freebsd",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "dragonfly"
+))]
+unsafe fn errno_location() -> *mut libc::c_int {
+    libc::__error()
+}
+#[cfg(any(target_os = "openbsd", target_os = "netbsd"))]
+unsafe fn errno_location() -> *mut libc::c_int {
+    libc::__errno()
+}
+
+/// Points the process's signal self-pipe at `write_fd`. The handler only writes the signal
+/// number (one byte) there: no other work is done in signal context.
+pub(crate) fn set_signal_pipe(write_fd: RawFd) {
+    SIGNAL_PIPE_FD.store(write_fd, Ordering::SeqCst);
+}
+
+/// Installs the self-pipe handler for `signo` (`SA_RESTART`).
+pub(crate) fn install_signal_handler(signo: i32) -> io::Result<()> {
+    // SAFETY: a zeroed sigaction is a valid starting value; we set the handler, an empty mask
+    // and flags before passing it to sigaction(2). The handler is async-signal-safe.
+    unsafe {
+        let mut sa: libc::sigaction = mem::zeroed();
+        sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        sa.sa_flags = libc::SA_RESTART;
+        cvt(libc::sigaction(signo, &sa, std::ptr::null_mut()))?;
+    }
+    Ok(())
+}
+
+/// Ignores `SIGPIPE` process-wide: writes to a vanished peer then fail with `EPIPE`.
+pub fn ignore_sigpipe() {
+    // SAFETY: setting SIG_IGN for SIGPIPE has no memory-safety preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sockets
+// ---------------------------------------------------------------------------------------------
+
+/// A socket address in the form the kernel takes, with its length.
+pub(crate) struct RawAddr {
+    storage: libc::sockaddr_storage,
+    len: libc::socklen_t,
+}
+
+impl RawAddr {
+    fn zeroed() -> RawAddr {
+        // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+        RawAddr {
+            storage: unsafe { mem::zeroed() },
+            len: mem::size_of::<libc::sockaddr_storage>() as _,
+        }
+    }
+
+    fn from_inet(addr: &SocketAddr) -> RawAddr {
+        let mut raw = RawAddr::zeroed();
+        match addr {
+            SocketAddr::V4(a) => {
+                // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
+                let sin = unsafe { &mut *(&mut raw.storage as *mut _ as *mut libc::sockaddr_in) };
+                sin.sin_family = libc::AF_INET as libc::sa_family_t;
+                sin.sin_port = a.port().to_be();
+                sin.sin_addr = libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                };
+                raw.len = mem::size_of::<libc::sockaddr_in>() as _;
+            }
+            SocketAddr::V6(a) => {
+                // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in6.
+                let sin6 = unsafe { &mut *(&mut raw.storage as *mut _ as *mut libc::sockaddr_in6) };
+                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                sin6.sin6_port = a.port().to_be();
+                sin6.sin6_addr = libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                };
+                sin6.sin6_flowinfo = a.flowinfo();
+                sin6.sin6_scope_id = a.scope_id();
+                raw.len = mem::size_of::<libc::sockaddr_in6>() as _;
+            }
+        }
+        raw
+    }
+
+    fn from_unix(path: &Path) -> io::Result<RawAddr> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut raw = RawAddr::zeroed();
+        // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_un.
+        let sun = unsafe { &mut *(&mut raw.storage as *mut _ as *mut libc::sockaddr_un) };
+        let bytes = path.as_os_str().as_bytes();
+        if bytes.len() >= sun.sun_path.len() || bytes.contains(&0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("unix socket path too long or invalid: {}", path.display()),
+            ));
+        }
+        sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (d, s) in sun.sun_path.iter_mut().zip(bytes) {
+            *d = *s as libc::c_char;
+        }
+        raw.len = (mem::size_of::<libc::sa_family_t>() + bytes.len() + 1) as _;
+        Ok(raw)
+    }
+
+    /// The address as a `SocketAddr`, or `None` for AF_UNIX and unknown families.
+    fn to_inet(&self) -> Option<SocketAddr> {
+        match self.storage.ss_family as libc::c_int {
+            libc::AF_INET => {
+                // SAFETY: the kernel wrote an AF_INET address, so the storage holds a sockaddr_in.
+                let sin = unsafe { &*(&self.storage as *const _ as *const libc::sockaddr_in) };
+                let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+                Some(SocketAddr::V4(SocketAddrV4::new(
+                    ip,
+                    u16::from_be(sin.sin_port),
+                )))
+            }
+            libc::AF_INET6 => {
+                // SAFETY: the kernel wrote an AF_INET6 address, so the storage holds a sockaddr_in6.
+                let s = unsafe { &*(&self.storage as *const _ as *const libc::sockaddr_in6) };
+                let ip = Ipv6Addr::from(s.sin6_addr.s6_addr);
+                Some(SocketAddr::V6(SocketAddrV6::new(
+                    ip,
+                    u16::from_be(s.sin6_port),
+                    s.sin6_flowinfo,
+                    s.sin6_scope_id,
+                )))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn socket(family: libc::c_int, ty: libc::c_int) -> io::Result<OwnedFd> {
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    ))]
+    let ty = ty | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+    // SAFETY: socket(2) with integer arguments; on success we own the returned fd.
+    let fd = cvt(unsafe { libc::socket(family, ty, 0) })?;
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Platforms without SOCK_CLOEXEC/SOCK_NONBLOCK (macOS): set both with fcntl.
+    set_cloexec(fd.as_raw_fd())?;
+    set_nonblocking(fd.as_raw_fd(), true)?;
+    Ok(fd)
+}
+
+fn setsockopt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `value` is a valid c_int for the duration of the call and its size is passed.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as _,
+        )
+    })?;
+    Ok(())
+}
+
+fn getsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for writes for the duration of the call.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(value)
+}
+
+/// Which system call of a listening socket's set-up failed, for the console's report.
+#[derive(Debug)]
+pub struct SockError {
+    /// The failing call: `socket`, `setsockopt(SO_REUSEADDR)`, `bind`, `listen`, `chmod`…
+    pub syscall: &'static str,
+    /// The OS error, `errno` preserved.
+    pub error: io::Error,
+}
+
+impl std::fmt::Display for SockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} (errno {})",
+            self.syscall,
+            self.error,
+            self.error.raw_os_error().unwrap_or(0)
+        )
+    }
+}
+
+impl std::error::Error for SockError {}
+
+fn step<T>(syscall: &'static str, r: io::Result<T>) -> Result<T, SockError> {
+    r.map_err(|error| SockError { syscall, error })
+}
+
+/// Socket options applied to a listening socket (inherited by accepted ones on most systems,
+/// and set again on each accepted socket by the netlistener layer).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockOpts {
+    /// `listen(2)` backlog.
+    pub backlog: i32,
+    /// `SO_RCVBUF` in bytes; 0 leaves the OS default.
+    pub recv_buffer: usize,
+    /// `SO_SNDBUF` in bytes; 0 leaves the OS default.
+    pub send_buffer: usize,
+    /// `TCP_NODELAY`.
+    pub nodelay: bool,
+}
+
+/// Opens a non-blocking, close-on-exec TCP listening socket with `SO_REUSEADDR`.
+/// An IPv6 socket is `IPV6_V6ONLY`: `[::]` binds IPv6 only, `*` binds IPv4.
+pub fn tcp_listen(addr: &SocketAddr, opts: &SockOpts) -> Result<OwnedFd, SockError> {
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    let fd = step("socket", socket(family, libc::SOCK_STREAM))?;
+    let raw = fd.as_raw_fd();
+    step(
+        "setsockopt(SO_REUSEADDR)",
+        setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1),
+    )?;
+    if addr.is_ipv6() {
+        step(
+            "setsockopt(IPV6_V6ONLY)",
+            setsockopt_int(raw, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1),
+        )?;
+    }
+    apply_buffers(raw, opts)?;
+    let ra = RawAddr::from_inet(addr);
+    // SAFETY: `ra.storage` holds a valid sockaddr of length `ra.len`.
+    step(
+        "bind",
+        cvt(unsafe {
+            libc::bind(
+                raw,
+                (&ra.storage as *const libc::sockaddr_storage).cast(),
+                ra.len,
+            )
+        }),
+    )?;
+    // SAFETY: listen(2) with integer arguments on an fd we own.
+    step(
+        "listen",
+        cvt(unsafe { libc::listen(raw, opts.backlog.max(1)) }),
+    )?;
+    Ok(fd)
+}
+
+fn apply_buffers(raw: RawFd, opts: &SockOpts) -> Result<(), SockError> {
+    if opts.recv_buffer > 0 {
+        let v = opts.recv_buffer.min(i32::MAX as usize) as i32;
+        step(
+            "setsockopt(SO_RCVBUF)",
+            setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, v),
+        )?;
+    }
+    if opts.send_buffer > 0 {
+        let v = opts.send_buffer.min(i32::MAX as usize) as i32;
+        step(
+            "setsockopt(SO_SNDBUF)",
+            setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_SNDBUF, v),
+        )?;
+    }
+    Ok(())
+}
+
+/// Sets `TCP_NODELAY` and the buffer sizes on an accepted TCP socket.
+pub fn apply_accepted_opts(fd: RawFd, opts: &SockOpts) -> io::Result<()> {
+    if opts.nodelay {
+        setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
+    }
+    apply_buffers(fd, opts).map_err(|e| e.error)
+}
+
+/// Opens a non-blocking, close-on-exec Unix stream listening socket at `path` with `mode`.
+/// The caller decides what to do about an existing file first (see the netlistener layer).
+pub fn unix_listen(path: &Path, mode: u32, backlog: i32) -> Result<OwnedFd, SockError> {
+    let fd = step("socket", socket(libc::AF_UNIX, libc::SOCK_STREAM))?;
+    let raw = fd.as_raw_fd();
+    let ra = step("bind", RawAddr::from_unix(path))?;
+    // SAFETY: `ra.storage` holds a valid sockaddr_un of length `ra.len`.
+    step(
+        "bind",
+        cvt(unsafe {
+            libc::bind(
+                raw,
+                (&ra.storage as *const libc::sockaddr_storage).cast(),
+                ra.len,
+            )
+        }),
+    )?;
+    use std::os::unix::fs::PermissionsExt;
+    step(
+        "chmod",
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)),
+    )?;
+    // SAFETY: listen(2) with integer arguments on an fd we own.
+    step("listen", cvt(unsafe { libc::listen(raw, backlog.max(1)) }))?;
+    Ok(fd)
+}
+
+/// The address a socket is bound to; `None` for Unix sockets.
+pub fn local_addr(fd: RawFd) -> io::Result<Option<SocketAddr>> {
+    let mut ra = RawAddr::zeroed();
+    // SAFETY: `ra.storage`/`ra.len` are valid for writes; the kernel writes at most `len` bytes.
+    cvt(unsafe {
+        libc::getsockname(
+            fd,
+            (&mut ra.storage as *mut libc::sockaddr_storage).cast(),
+            &mut ra.len,
+        )
+    })?;
+    Ok(ra.to_inet())
+}
+
+/// The peer of an accepted socket; `None` for Unix sockets.
+pub fn peer_addr(fd: RawFd) -> io::Result<Option<SocketAddr>> {
+    let mut ra = RawAddr::zeroed();
+    // SAFETY: as in `local_addr`.
+    cvt(unsafe {
+        libc::getpeername(
+            fd,
+            (&mut ra.storage as *mut libc::sockaddr_storage).cast(),
+            &mut ra.len,
+        )
+    })?;
+    Ok(ra.to_inet())
+}
+
+/// `accept(2)`: a non-blocking, close-on-exec connection and its peer (`None` for Unix).
+pub fn accept(listen_fd: RawFd) -> io::Result<(OwnedFd, Option<SocketAddr>)> {
+    let mut ra = RawAddr::zeroed();
+    let storage = (&mut ra.storage as *mut libc::sockaddr_storage).cast();
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    ))]
+    // SAFETY: `storage`/`ra.len` are valid for writes; on success we own the returned fd.
+    let fd = cvt(unsafe {
+        libc::accept4(
+            listen_fd,
+            storage,
+            &mut ra.len,
+            libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+        )
+    })?;
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    )))]
+    // SAFETY: as above.
+    let fd = cvt(unsafe { libc::accept(listen_fd, storage, &mut ra.len) })?;
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    set_cloexec(fd.as_raw_fd())?;
+    set_nonblocking(fd.as_raw_fd(), true)?;
+    Ok((fd, ra.to_inet()))
+}
+
+/// Connects a blocking Unix stream socket to `path` (used to probe a stale socket file).
+pub fn unix_connect_probe(path: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(path).is_ok()
+}
+
+/// The uid of the process at the other end of a Unix socket.
+/// C: `getpeereid()` on the BSDs, `SO_PEERCRED` on Linux.
+pub fn peer_uid(fd: RawFd) -> io::Result<u32> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: a zeroed ucred is valid; getsockopt writes at most `len` bytes into it.
+        unsafe {
+            let mut cred: libc::ucred = mem::zeroed();
+            let mut len = mem::size_of::<libc::ucred>() as libc::socklen_t;
+            cvt(libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&mut cred as *mut libc::ucred).cast(),
+                &mut len,
+            ))?;
+            Ok(cred.uid)
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let mut uid: libc::uid_t = 0;
+        let mut gid: libc::gid_t = 0;
+        // SAFETY: `uid` and `gid` are valid for writes for the duration of the call.
+        cvt(unsafe { libc::getpeereid(fd, &mut uid, &mut gid) })?;
+        Ok(uid)
+    }
+}
+
+/// The effective uid of this process.
+pub fn geteuid() -> u32 {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// `SO_ERROR` of a socket (0 when none is pending).
+pub fn socket_error(fd: RawFd) -> io::Result<i32> {
+    getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_ERROR)
+}
+
+/// Current soft and hard `RLIMIT_NOFILE`.
+pub fn nofile_limit() -> io::Result<(u64, u64)> {
+    // SAFETY: a zeroed rlimit is valid; getrlimit writes into it.
+    unsafe {
+        let mut rl: libc::rlimit = mem::zeroed();
+        cvt(libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl))?;
+        Ok((rl.rlim_cur as u64, rl.rlim_max as u64))
+    }
+}
+
+/// Sets the soft and hard `RLIMIT_NOFILE`.
+pub fn set_nofile_limit(soft: u64, hard: u64) -> io::Result<()> {
+    let rl = libc::rlimit {
+        rlim_cur: soft as libc::rlim_t,
+        rlim_max: hard as libc::rlim_t,
+    };
+    // SAFETY: `rl` is a valid rlimit for the duration of the call.
+    cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) })?;
+    Ok(())
+}
+
+/// User and system CPU time consumed by this process, in microseconds.
+pub fn cpu_time_us() -> u64 {
+    // SAFETY: a zeroed rusage is valid; getrusage writes into it.
+    unsafe {
+        let mut ru: libc::rusage = mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        tv(ru.ru_utime) + tv(ru.ru_stime)
+    }
+}
+
+/// `fsync(2)`-style durability for a directory (after a rename into it).
+pub fn fsync_dir(path: &Path) -> io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
+}
+
+/// Shuts down the write side of a socket (best effort).
+pub fn shutdown_write(fd: RawFd) {
+    // SAFETY: shutdown(2) with integer arguments; an error is deliberately ignored.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_WR);
+    }
+}
