@@ -1,0 +1,166 @@
+//! The `config …` console commands, as library functions for the control listener.
+//!
+//! C: the `config` console command family (`config eval`, `config get`, `config set`, …)
+//!
+//! Grammar (`args` is everything after `config `); a scope path is written like a section
+//! header without brackets, quotes around instances optional; an empty path, or `global`, is
+//! the global scope:
+//!
+//! ```text
+//! reload
+//! show
+//! eval  <scope path, Peer given as an IP or "unix"> <option>
+//! get   <exact scope path> <option>
+//! set   <exact scope path> <option> <value>      (quote a value holding spaces or commas)
+//! unset <exact scope path> <option>
+//! ```
+//!
+//! Contract: `eval` resolves with fallback and names the supplying scope
+//! (`Idle_Time = 300 (from ESMTP_Listener Peer "10.0.0.0/8")`); `get` looks at that scope only
+//! and says when the option is unset there; `set`/`unset` produce a new generation, validated
+//! like a file; `reload` re-reads the configuration.
+//!
+//! Diagnostics: `Err(text)` for usage mistakes and for every configuration error (one per line).
+
+use super::generation::{Fetched, Generation, ScopeId};
+use super::schema::{ScopeClass, Slot};
+use super::scope::{parse_tokens, tokenize, ScopePath};
+use super::store::ConfigStore;
+use super::types::PeerAddr;
+
+const USAGE: &str = "usage: config reload | show | eval <scope> <option> | get <scope> <option> \
+                     | set <scope> <option> <value> | unset <scope> <option>";
+
+/// Runs one `config` command and returns its reply text.
+pub fn config_command(store: &ConfigStore, args: &str) -> Result<String, String> {
+    let toks = tokenize(args)?;
+    let Some((cmd, rest)) = toks.split_first() else {
+        return Err(USAGE.to_string());
+    };
+    match (cmd.to_ascii_lowercase().as_str(), rest.len()) {
+        ("reload", 0) => reload(store),
+        ("show", 0) => Ok(store.show()),
+        ("eval", n) if n >= 1 => eval(store, &rest[..n - 1], &rest[n - 1]),
+        ("get", n) if n >= 1 => get(store, &rest[..n - 1], &rest[n - 1]),
+        ("set", n) if n >= 2 => {
+            let g = store
+                .set(&requote(&rest[..n - 2]), &rest[n - 2], &rest[n - 1])
+                .map_err(|e| e.to_string())?;
+            Ok(format!("ok: generation {}", g.number()))
+        }
+        ("unset", n) if n >= 1 => {
+            let g = store
+                .unset(&requote(&rest[..n - 1]), &rest[n - 1])
+                .map_err(|e| e.to_string())?;
+            Ok(format!("ok: generation {}", g.number()))
+        }
+        _ => Err(USAGE.to_string()),
+    }
+}
+
+/// Joins tokens back into a scope path, quoting each so spaces survive.
+fn requote(toks: &[String]) -> String {
+    toks.iter()
+        .map(|t| format!("\"{t}\""))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn reload(store: &ConfigStore) -> Result<String, String> {
+    let g = store.reload().map_err(|e| e.to_string())?;
+    let mut out = format!("ok: generation {}", g.number());
+    for w in g.warnings() {
+        out.push_str(&format!("\nwarning: {w}"));
+    }
+    Ok(out)
+}
+
+fn not_found(store: &ConfigStore, option: &str, path: &ScopePath) -> String {
+    if store.schema().is_known(option) {
+        format!("{option}: not valid in {path}")
+    } else {
+        format!("{option}: unknown option")
+    }
+}
+
+fn eval(store: &ConfigStore, path: &[String], option: &str) -> Result<String, String> {
+    let g = store.current();
+    let schema = g.schema();
+    let raw = parse_tokens(schema, path)?;
+    let peer = match &raw.peer {
+        Some(t) => Some(t.parse::<PeerAddr>()?),
+        None => None,
+    };
+    let classes: Vec<ScopeClass<'_>> = match &raw.path {
+        ScopePath::Listener { kind, .. } => vec![
+            ScopeClass::Peer(kind),
+            ScopeClass::Listen(kind),
+            ScopeClass::Listener(kind),
+            ScopeClass::Pathway,
+            ScopeClass::PathwayGroup,
+            ScopeClass::Global,
+        ],
+        ScopePath::Pathway(_) | ScopePath::GroupPathway { .. } => {
+            vec![
+                ScopeClass::Pathway,
+                ScopeClass::PathwayGroup,
+                ScopeClass::Global,
+            ]
+        }
+        p => vec![p.class(), ScopeClass::Global],
+    };
+    let slot: Slot = classes
+        .into_iter()
+        .find_map(|c| schema.slot(option, c))
+        .ok_or_else(|| not_found(store, option, &raw.path))?;
+    let f = resolve(&g, &raw.path, peer.as_ref(), slot);
+    Ok(format!(
+        "{} = {} (from {})",
+        schema.def(slot).name,
+        f.value,
+        g.scope_name(f.scope)
+    ))
+}
+
+fn resolve<'g>(
+    g: &'g Generation,
+    path: &ScopePath,
+    peer: Option<&PeerAddr>,
+    slot: Slot,
+) -> Fetched<'g> {
+    match path {
+        ScopePath::Listener { kind, listen, .. } => g.fetch(slot, kind, listen.as_ref(), peer),
+        ScopePath::Pathway(p) | ScopePath::GroupPathway { pathway: p, .. } => {
+            g.fetch_in(&g.pathway_chain_of(p), slot)
+        }
+        other => {
+            let own = g
+                .scope_id(other)
+                .and_then(|id| g.get(other, slot).map(|value| Fetched { value, scope: id }));
+            own.or_else(|| {
+                g.get(&ScopePath::Global, slot).map(|value| Fetched {
+                    value,
+                    scope: ScopeId::GLOBAL,
+                })
+            })
+            .unwrap_or(Fetched {
+                value: g.schema().default_value(slot),
+                scope: ScopeId::DEFAULT,
+            })
+        }
+    }
+}
+
+fn get(store: &ConfigStore, path: &[String], option: &str) -> Result<String, String> {
+    let g = store.current();
+    let schema = g.schema();
+    let path = super::scope::parse_scope_path(schema, &requote(path))?;
+    let slot = schema
+        .slot(option, path.class())
+        .ok_or_else(|| not_found(store, option, &path))?;
+    let name = schema.def(slot).name;
+    Ok(match g.get(&path, slot) {
+        Some(v) => format!("{name} = {v}"),
+        None => format!("{name} is not set in {path}"),
+    })
+}

@@ -1,0 +1,645 @@
+//! A loaded configuration generation and the fallback resolver.
+//!
+//! C: `ec_config_header` (a configuration transaction), `ec_config_option_fetch_generic()`
+//!
+//! A [`Generation`] is immutable once built and shared as `Arc<Generation>`; sessions keep the
+//! one they started with. [`Generation::fetch`] resolves an option through the fallback chain
+//! and returns the value together with the scope that supplied it:
+//!
+//! 1. `<Type>_Listener Listen "addr" Peer "cidr"` (longest prefix)
+//! 2. `<Type>_Listener Peer "cidr"` (longest prefix)
+//! 3. `<Type>_Listener Listen "addr"`
+//! 4. `<Type>_Listener`
+//! 5. the pathway named by the `Pathway` option (itself the first value found in 1–4):
+//!    `Pathway_Group "g" Pathway "p"` → `Pathway "p"` → `Pathway_Group "g"`
+//! 6. global
+//! 7. the option's default
+//!
+//! A pathway `p` belongs to group `g` when a `[Pathway_Group "g" Pathway "p"]` section exists;
+//! a pathway may be in at most one group.
+//!
+//! Contract:
+//! - [`Generation::chain`] resolves the scope chain once per session (Peer lookups, the
+//!   pathway); [`Generation::fetch_in`] then walks at most eight scopes with an O(1) slot lookup
+//!   each and allocates nothing. A [`Chain`] must be used with the generation that made it.
+//! - [`ScopeId`]s are stable within a generation only.
+//!
+//! Diagnostics: using a `Chain` with another generation, or a slot from another schema, panics
+//! naming the function (contract violations). Building a generation returns every error at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::error::{ConfigError, ConfigErrors};
+use super::peers::PeerTable;
+use super::schema::{RefKind, Schema, Slot};
+use super::scope::ScopePath;
+use super::types::{Cidr, ListenAddr, PeerAddr, Value};
+
+/// A scope of one generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ScopeId(pub(crate) u32);
+
+impl ScopeId {
+    /// The global scope (always present).
+    pub const GLOBAL: ScopeId = ScopeId(0);
+    /// Not a scope: the value is the option's default.
+    pub const DEFAULT: ScopeId = ScopeId(u32::MAX);
+}
+
+/// A value and the scope that supplied it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fetched<'a> {
+    /// The value.
+    pub value: &'a Value,
+    /// Where it came from ([`ScopeId::DEFAULT`] for the default).
+    pub scope: ScopeId,
+}
+
+/// Where a value was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Origin {
+    pub file: Arc<str>,
+    pub line: usize,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub slot: Slot,
+    pub value: Value,
+    pub origin: Origin,
+}
+
+/// Scopes and their values before indexing: what loading and `set`/`unset` produce.
+#[derive(Debug, Clone)]
+pub(crate) struct Draft {
+    pub scopes: Vec<(ScopePath, Vec<Entry>)>,
+    keys: HashMap<ScopePath, usize>,
+}
+
+impl Draft {
+    pub fn new() -> Draft {
+        let mut d = Draft {
+            scopes: Vec::new(),
+            keys: HashMap::new(),
+        };
+        d.scope(&ScopePath::Global);
+        d
+    }
+
+    /// The index of a scope, created (empty) if absent.
+    pub fn scope(&mut self, path: &ScopePath) -> usize {
+        let key = path.key();
+        if let Some(&i) = self.keys.get(&key) {
+            return i;
+        }
+        self.scopes.push((path.clone(), Vec::new()));
+        self.keys.insert(key, self.scopes.len() - 1);
+        self.scopes.len() - 1
+    }
+
+    pub fn find(&self, path: &ScopePath) -> Option<usize> {
+        self.keys.get(&path.key()).copied()
+    }
+
+    /// Sets a value, returning the one it replaces.
+    pub fn set(&mut self, scope: usize, entry: Entry) -> Option<Entry> {
+        let entries = &mut self.scopes[scope].1;
+        match entries.iter_mut().find(|e| e.slot == entry.slot) {
+            Some(e) => Some(std::mem::replace(e, entry)),
+            None => {
+                entries.push(entry);
+                None
+            }
+        }
+    }
+
+    pub fn unset(&mut self, scope: usize, slot: Slot) -> Option<Entry> {
+        let entries = &mut self.scopes[scope].1;
+        let i = entries.iter().position(|e| e.slot == slot)?;
+        Some(entries.remove(i))
+    }
+
+    pub fn from_generation(g: &Generation) -> Draft {
+        let mut d = Draft::new();
+        for s in &g.scopes {
+            let i = d.scope(&s.path);
+            d.scopes[i].1 = s.entries.clone();
+        }
+        d
+    }
+}
+
+#[derive(Debug)]
+struct ScopeData {
+    path: ScopePath,
+    entries: Vec<Entry>,
+    /// slot index → position in `entries` (`u16::MAX`: unset); as long as the largest slot set.
+    index: Box<[u16]>,
+    /// For scopes that set `Pathway`: the pathway scopes it resolves to, most specific first.
+    pathway: Option<Vec<ScopeId>>,
+}
+
+impl ScopeData {
+    #[inline]
+    fn get(&self, slot: Slot) -> Option<&Value> {
+        match self.index.get(slot.index()) {
+            Some(&i) if i != u16::MAX => Some(&self.entries[usize::from(i)].value),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ListenData {
+    addr: ListenAddr,
+    scope: Option<ScopeId>,
+    peers: PeerTable,
+}
+
+#[derive(Debug)]
+struct ListenerData {
+    kind: String,
+    scope: Option<ScopeId>,
+    peers: PeerTable,
+    listens: Vec<ListenData>,
+    listen_index: HashMap<ListenAddr, usize>,
+}
+
+/// The resolved scope chain of one session: owned, `Copy`, no allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chain {
+    generation: u64,
+    len: u8,
+    scopes: [ScopeId; 8],
+}
+
+impl Chain {
+    fn new(generation: u64) -> Chain {
+        Chain {
+            generation,
+            len: 0,
+            scopes: [ScopeId::DEFAULT; 8],
+        }
+    }
+
+    fn push(&mut self, id: Option<ScopeId>) {
+        if let Some(id) = id {
+            self.scopes[usize::from(self.len)] = id;
+            self.len += 1;
+        }
+    }
+
+    /// The scopes in fallback order (the default is implied after the last).
+    pub fn scopes(&self) -> &[ScopeId] {
+        &self.scopes[..usize::from(self.len)]
+    }
+}
+
+/// One immutable, numbered configuration.
+///
+/// C: `ec_config_header`, obtained with `ec_config_fetch_globalconf()` and released on `Drop`
+/// of the last `Arc`.
+#[derive(Debug)]
+pub struct Generation {
+    number: u64,
+    schema: Arc<Schema>,
+    scopes: Vec<ScopeData>,
+    by_key: HashMap<ScopePath, ScopeId>,
+    listeners: Vec<ListenerData>,
+    threadpools: Vec<(String, ScopeId)>,
+    warnings: Vec<ConfigError>,
+}
+
+fn scope_err(path: &ScopePath, option: &str, origin: &Origin, reason: String) -> ConfigError {
+    ConfigError {
+        path: origin.file.to_string(),
+        line: origin.line,
+        section: match path {
+            ScopePath::Global => String::new(),
+            p => p.to_string(),
+        },
+        option: option.to_string(),
+        reason,
+    }
+}
+
+impl Generation {
+    /// Indexes a draft; checks references (Pathway, thread pools) and returns every error.
+    pub(crate) fn build(
+        schema: Arc<Schema>,
+        draft: Draft,
+        number: u64,
+        mut warnings: Vec<ConfigError>,
+    ) -> Result<Generation, ConfigErrors> {
+        let mut g = Generation {
+            number,
+            schema,
+            scopes: Vec::with_capacity(draft.scopes.len()),
+            by_key: HashMap::with_capacity(draft.scopes.len()),
+            listeners: Vec::new(),
+            threadpools: Vec::new(),
+            warnings: Vec::new(),
+        };
+        for (path, entries) in draft.scopes {
+            let id = ScopeId(g.scopes.len() as u32);
+            g.by_key.insert(path.key(), id);
+            g.scopes.push(ScopeData {
+                path,
+                entries,
+                index: Box::new([]),
+                pathway: None,
+            });
+            g.index_scope(id);
+        }
+        let mut errors = Vec::new();
+        let members = g.pathway_members(&mut errors);
+        g.check_references(&members, &mut errors, &mut warnings);
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        for s in &mut g.scopes {
+            let len = s
+                .entries
+                .iter()
+                .map(|e| e.slot.index() + 1)
+                .max()
+                .unwrap_or(0);
+            let mut index = vec![u16::MAX; len].into_boxed_slice();
+            for (i, e) in s.entries.iter().enumerate() {
+                index[e.slot.index()] = i as u16;
+            }
+            s.index = index;
+        }
+        for w in &warnings {
+            log::warn!("{w}");
+        }
+        g.warnings = warnings;
+        Ok(g)
+    }
+
+    fn listener_mut(&mut self, kind: &str) -> &mut ListenerData {
+        let i = match self.listeners.iter().position(|l| l.kind == kind) {
+            Some(i) => i,
+            None => {
+                self.listeners.push(ListenerData {
+                    kind: kind.to_string(),
+                    scope: None,
+                    peers: PeerTable::default(),
+                    listens: Vec::new(),
+                    listen_index: HashMap::new(),
+                });
+                self.listeners.len() - 1
+            }
+        };
+        &mut self.listeners[i]
+    }
+
+    fn index_scope(&mut self, id: ScopeId) {
+        let path = self.scopes[id.0 as usize].path.clone();
+        match path {
+            ScopePath::Listener { kind, listen, peer } => {
+                let l = self.listener_mut(&kind);
+                let ld = listen.map(|addr| {
+                    let next = l.listens.len();
+                    let i = *l.listen_index.entry(addr.clone()).or_insert(next);
+                    if i == next {
+                        l.listens.push(ListenData {
+                            addr,
+                            scope: None,
+                            peers: PeerTable::default(),
+                        });
+                    }
+                    &mut l.listens[i]
+                });
+                match (ld, peer) {
+                    (Some(ld), Some(c)) => ld.peers.insert(c, id),
+                    (Some(ld), None) => ld.scope = Some(id),
+                    (None, Some(c)) => l.peers.insert(c, id),
+                    (None, None) => l.scope = Some(id),
+                }
+            }
+            ScopePath::ThreadPool(name) => self.threadpools.push((name, id)),
+            _ => {}
+        }
+    }
+
+    /// pathway (lower case) → its group-pathway scope and group scope.
+    fn pathway_members(
+        &self,
+        errors: &mut Vec<ConfigError>,
+    ) -> HashMap<String, (ScopeId, Option<ScopeId>)> {
+        let mut members: HashMap<String, (ScopeId, Option<ScopeId>)> = HashMap::new();
+        for (i, s) in self.scopes.iter().enumerate() {
+            let ScopePath::GroupPathway { group, pathway } = &s.path else {
+                continue;
+            };
+            let group_scope = self.lookup(&ScopePath::PathwayGroup(group.clone()));
+            let key = pathway.to_ascii_lowercase();
+            if let Some((other, _)) = members.get(&key) {
+                let origin = Origin {
+                    file: Arc::from(""),
+                    line: 0,
+                };
+                let other = &self.scopes[other.0 as usize].path;
+                let why = format!("pathway \"{pathway}\" is already in another group ({other})");
+                errors.push(scope_err(&s.path, "", &origin, why));
+                continue;
+            }
+            members.insert(key, (ScopeId(i as u32), group_scope));
+        }
+        members
+    }
+
+    fn pathway_chain(
+        &self,
+        name: &str,
+        members: &HashMap<String, (ScopeId, Option<ScopeId>)>,
+    ) -> Option<Vec<ScopeId>> {
+        let top = self.lookup(&ScopePath::Pathway(name.to_string()));
+        let member = members.get(&name.to_ascii_lowercase());
+        if top.is_none() && member.is_none() {
+            return None;
+        }
+        let mut v = Vec::with_capacity(3);
+        v.extend(member.map(|m| m.0));
+        v.extend(top);
+        v.extend(member.and_then(|m| m.1));
+        Some(v)
+    }
+
+    fn check_references(
+        &mut self,
+        members: &HashMap<String, (ScopeId, Option<ScopeId>)>,
+        errors: &mut Vec<ConfigError>,
+        warnings: &mut Vec<ConfigError>,
+    ) {
+        let schema = Arc::clone(&self.schema);
+        for i in 0..self.scopes.len() {
+            for j in 0..self.scopes[i].entries.len() {
+                let e = &self.scopes[i].entries[j];
+                let def = schema.def(e.slot);
+                let (path, origin) = (&self.scopes[i].path, &e.origin);
+                match (def.refers_to, &e.value) {
+                    (Some(RefKind::Pathway), Value::Str(name)) => {
+                        let resolved = if name.is_empty() {
+                            Some(Vec::new())
+                        } else {
+                            self.pathway_chain(name, members)
+                        };
+                        match resolved {
+                            Some(chain) if e.slot == schema.pathway_slot() => {
+                                self.scopes[i].pathway = Some(chain);
+                            }
+                            Some(_) => {}
+                            None => {
+                                let why = format!("names no pathway \"{name}\"");
+                                errors.push(scope_err(path, def.name, origin, why));
+                            }
+                        }
+                    }
+                    (Some(RefKind::ThreadPool), Value::Str(name)) if !self.pool_exists(name) => {
+                        let why = format!("names no ThreadPool \"{name}\"; using IO");
+                        warnings.push(scope_err(path, def.name, origin, why));
+                        self.scopes[i].entries[j].value = Value::Str("IO".to_string());
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn pool_exists(&self, name: &str) -> bool {
+        name.eq_ignore_ascii_case("IO")
+            || name.eq_ignore_ascii_case("CPU")
+            || self
+                .threadpools
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+    }
+
+    fn lookup(&self, path: &ScopePath) -> Option<ScopeId> {
+        self.by_key.get(&path.key()).copied()
+    }
+
+    /// The generation number: one more for each successful load, reload, `set` or `unset`.
+    pub fn number(&self) -> u64 {
+        self.number
+    }
+
+    /// The schema this generation was validated against.
+    pub fn schema(&self) -> &Arc<Schema> {
+        &self.schema
+    }
+
+    /// Warnings issued while building this generation (also logged).
+    pub fn warnings(&self) -> &[ConfigError] {
+        &self.warnings
+    }
+
+    /// The listener kinds that appear in sections, as registered, in file order.
+    pub fn listener_kinds(&self) -> Vec<String> {
+        self.listeners.iter().map(|l| l.kind.clone()).collect()
+    }
+
+    fn listener(&self, kind: &str) -> Option<&ListenerData> {
+        self.listeners
+            .iter()
+            .find(|l| l.kind.eq_ignore_ascii_case(kind))
+    }
+
+    /// Every Listen instance of a listener kind, normalised, in file order.
+    pub fn listens(&self, listener_kind: &str) -> Vec<ListenAddr> {
+        self.listener(listener_kind)
+            .map(|l| l.listens.iter().map(|d| d.addr.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The thread pools to run: `IO` and `CPU` (always), then those configured, in file order.
+    pub fn threadpools(&self) -> Vec<String> {
+        let mut v = vec!["IO".to_string(), "CPU".to_string()];
+        for (name, _) in &self.threadpools {
+            if !v.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                v.push(name.clone());
+            }
+        }
+        v
+    }
+
+    fn value_in(&self, id: ScopeId, slot: Slot) -> Option<&Value> {
+        self.scopes.get(id.0 as usize)?.get(slot)
+    }
+
+    fn default_of(&self, slot: Slot) -> &Value {
+        self.schema.default_value(slot)
+    }
+
+    /// The global value of an option, or its default.
+    pub fn global(&self, slot: Slot) -> &Value {
+        self.value_in(ScopeId::GLOBAL, slot)
+            .unwrap_or_else(|| self.default_of(slot))
+    }
+
+    /// Resolves an option for a listener kind, Listen instance and peer, and says which scope
+    /// supplied the value.
+    ///
+    /// C: `ec_config_option_fetch_generic(txn, slot, …, "Listen", addr, "Peer", ip)`
+    pub fn fetch(
+        &self,
+        slot: Slot,
+        listener_kind: &str,
+        listen: Option<&ListenAddr>,
+        peer: Option<&PeerAddr>,
+    ) -> Fetched<'_> {
+        self.fetch_in(&self.chain(listener_kind, listen, peer), slot)
+    }
+
+    /// Resolves the scope chain once, for many fetches.
+    pub fn chain(
+        &self,
+        listener_kind: &str,
+        listen: Option<&ListenAddr>,
+        peer: Option<&PeerAddr>,
+    ) -> Chain {
+        let mut c = Chain::new(self.number);
+        if let Some(l) = self.listener(listener_kind) {
+            let ld = listen
+                .and_then(|a| l.listen_index.get(a))
+                .map(|&i| &l.listens[i]);
+            if let Some(p) = peer {
+                c.push(ld.and_then(|d| d.peers.lookup(p)));
+                c.push(l.peers.lookup(p));
+            }
+            c.push(ld.and_then(|d| d.scope));
+            c.push(l.scope);
+            let pathway = c
+                .scopes()
+                .iter()
+                .find_map(|id| self.scopes[id.0 as usize].pathway.as_ref());
+            for id in pathway.into_iter().flatten() {
+                c.push(Some(*id));
+            }
+        }
+        c.push(Some(ScopeId::GLOBAL));
+        c
+    }
+
+    /// The chain of a pathway by name (group pathway → pathway → group → global), for
+    /// `config eval`; an unknown pathway gives just global.
+    pub fn pathway_chain_of(&self, name: &str) -> Chain {
+        let mut c = Chain::new(self.number);
+        let member = self
+            .scopes
+            .iter()
+            .enumerate()
+            .find_map(|(i, s)| match &s.path {
+                ScopePath::GroupPathway { group, pathway }
+                    if pathway.eq_ignore_ascii_case(name) =>
+                {
+                    Some((ScopeId(i as u32), group.clone()))
+                }
+                _ => None,
+            });
+        c.push(member.as_ref().map(|m| m.0));
+        c.push(self.lookup(&ScopePath::Pathway(name.to_string())));
+        c.push(member.and_then(|m| self.lookup(&ScopePath::PathwayGroup(m.1))));
+        c.push(Some(ScopeId::GLOBAL));
+        c
+    }
+
+    /// Fetches along a chain made by [`Generation::chain`] of this generation; allocation-free.
+    #[inline]
+    pub fn fetch_in(&self, chain: &Chain, slot: Slot) -> Fetched<'_> {
+        if chain.generation != self.number {
+            panic!(
+                "Generation::fetch_in: chain of generation {} used with generation {}",
+                chain.generation, self.number
+            );
+        }
+        for &id in chain.scopes() {
+            if let Some(value) = self.scopes[id.0 as usize].get(slot) {
+                return Fetched { value, scope: id };
+            }
+        }
+        Fetched {
+            value: self.default_of(slot),
+            scope: ScopeId::DEFAULT,
+        }
+    }
+
+    /// The scope's name as a header path (`global`, `default`, `ESMTP_Listener Peer "…"`).
+    pub fn scope_name(&self, scope: ScopeId) -> String {
+        match self.scopes.get(scope.0 as usize) {
+            Some(s) => s.path.to_string(),
+            None => "default".to_string(),
+        }
+    }
+
+    /// The scope's path; `None` for [`ScopeId::DEFAULT`].
+    pub fn scope_path(&self, scope: ScopeId) -> Option<&ScopePath> {
+        self.scopes.get(scope.0 as usize).map(|s| &s.path)
+    }
+
+    /// The Peer block of a Peer scope (sessions are counted per block, keyed by `ScopeId`).
+    pub fn scope_cidr(&self, scope: ScopeId) -> Option<Cidr> {
+        match self.scope_path(scope)? {
+            ScopePath::Listener { peer, .. } => *peer,
+            _ => None,
+        }
+    }
+
+    /// A `ThreadPool` option: the pool's scope → global → default.
+    pub fn threadpool(&self, name: &str, slot: Slot) -> &Value {
+        let id = self
+            .threadpools
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, id)| *id);
+        id.and_then(|id| self.value_in(id, slot))
+            .unwrap_or_else(|| self.global(slot))
+    }
+
+    /// A module option: the module scope → global → default.
+    pub fn module(&self, module_scope: &str, slot: Slot) -> &Value {
+        let id = self.lookup(&ScopePath::Module(module_scope.to_string()));
+        id.and_then(|id| self.value_in(id, slot))
+            .unwrap_or_else(|| self.global(slot))
+    }
+
+    /// The id of the scope named by `path`, if it exists in this generation.
+    pub fn scope_id(&self, path: &ScopePath) -> Option<ScopeId> {
+        self.lookup(path)
+    }
+
+    pub(crate) fn entries_of(&self, path: &ScopePath) -> Option<&[Entry]> {
+        Some(&self.scopes[self.lookup(path)?.0 as usize].entries)
+    }
+
+    /// The value set in exactly this scope, if any (no fallback).
+    pub fn get(&self, path: &ScopePath, slot: Slot) -> Option<&Value> {
+        self.value_in(self.lookup(path)?, slot)
+    }
+
+    /// Every scope in order (global first) with its values in the order they were set.
+    pub fn scopes(&self) -> impl Iterator<Item = (ScopeId, &ScopePath, Vec<(Slot, &Value)>)> {
+        self.scopes.iter().enumerate().map(|(i, s)| {
+            let values = s.entries.iter().map(|e| (e.slot, &e.value)).collect();
+            (ScopeId(i as u32), &s.path, values)
+        })
+    }
+
+    /// True when both generations hold the same scopes and values (numbers and order aside).
+    pub fn same_config(&self, other: &Generation) -> bool {
+        if self.scopes.len() != other.scopes.len() {
+            return false;
+        }
+        self.scopes.iter().all(|s| {
+            let Some(id) = other.lookup(&s.path) else {
+                return false;
+            };
+            let o = &other.scopes[id.0 as usize];
+            o.entries.len() == s.entries.len()
+                && s.entries.iter().all(|e| o.get(e.slot) == Some(&e.value))
+        })
+    }
+}

@@ -1,0 +1,421 @@
+//! Reading configuration files: INI parsing, per-line indexing and option validation.
+//!
+//! C: `ec_config_load()` and the option parsers it drives
+//!
+//! A path is a file, or a directory whose `*.conf` files are read in lexical order of their
+//! names (dotfiles skipped). Each file is parsed with `rust-ini` (quotes and escapes off, so
+//! values arrive as written, minus inline comments) and indexed line by line here, because
+//! `rust-ini` keeps no line numbers: the two views are zipped, and every error names
+//! `path:line`.
+//!
+//! Contract:
+//! - Options before any section are global. A comment starts with `#` or `;` at the start of a
+//!   line, or after a space or tab anywhere (even inside quotes).
+//! - The same scope may appear in several sections and files. A later file overrides an earlier
+//!   one for the same option (logged at info); the same option twice for the same scope within
+//!   one file is an error.
+//! - Loading never stops at the first error: every file is read and every error collected. A bad
+//!   header's options are skipped (not reported one by one).
+//!
+//! Diagnostics: `Err(Vec<ConfigError>)` with every problem; overrides are logged with
+//! `log::info!`.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use ini::{Ini, ParseOption};
+
+use super::error::ConfigError;
+use super::generation::{Draft, Entry, Origin};
+use super::schema::Schema;
+use super::scope::{parse_header, ScopePath};
+
+/// One configuration file: the name used in messages, and its text.
+pub(crate) struct SourceFile {
+    pub name: String,
+    pub text: String,
+}
+
+/// Reads a file, or a directory's `*.conf` files in lexical order.
+pub(crate) fn read_path(path: &Path) -> Result<Vec<SourceFile>, Vec<ConfigError>> {
+    let io_err = |p: &Path, what: &str, e: std::io::Error| ConfigError {
+        path: p.display().to_string(),
+        line: 0,
+        section: String::new(),
+        option: String::new(),
+        reason: format!("cannot {what}: {e}"),
+    };
+    let meta = fs::metadata(path).map_err(|e| vec![io_err(path, "read", e)])?;
+    let mut files = Vec::new();
+    if meta.is_dir() {
+        let dir = fs::read_dir(path).map_err(|e| vec![io_err(path, "list directory", e)])?;
+        let mut names: Vec<String> = dir
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_file())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.') && n.ends_with(".conf"))
+            .collect();
+        names.sort();
+        files.extend(names.into_iter().map(|n| path.join(n)));
+    } else {
+        files.push(path.to_path_buf());
+    }
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        match fs::read_to_string(&f) {
+            Ok(text) => out.push(SourceFile {
+                name: f.display().to_string(),
+                text,
+            }),
+            Err(e) => errors.push(io_err(&f, "read", e)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// A section of one file as indexed: its header (None for the global part) and its keys.
+#[derive(Debug)]
+struct IndexedSection {
+    header: Option<(usize, Option<String>)>,
+    keys: Vec<(usize, String)>,
+}
+
+fn strip_comment(s: &str) -> &str {
+    let b = s.as_bytes();
+    for i in 1..b.len() {
+        if (b[i] == b'#' || b[i] == b';') && (b[i - 1] == b' ' || b[i - 1] == b'\t') {
+            return &s[..i];
+        }
+    }
+    s
+}
+
+/// Indexes the logical lines of a file and returns a copy of the text in which bad lines are
+/// neutralised (a bad header becomes `[]`, a bad key line blank), so that `rust-ini` parses the
+/// rest and the two views stay aligned.
+fn index_lines(
+    file: &str,
+    text: &str,
+    errors: &mut Vec<ConfigError>,
+) -> (Vec<IndexedSection>, String) {
+    let mut sections = vec![IndexedSection {
+        header: None,
+        keys: Vec::new(),
+    }];
+    let mut clean = String::with_capacity(text.len());
+    let physical: Vec<&str> = text.split('\n').collect();
+    let mut i = 0;
+    while i < physical.len() {
+        let start = i;
+        let mut logical = physical[i].trim_end_matches('\r').to_string();
+        while logical.ends_with('\\') && i + 1 < physical.len() {
+            logical.pop();
+            i += 1;
+            logical.push_str(physical[i].trim_end_matches('\r'));
+        }
+        i += 1;
+        let raw_lines = &physical[start..i];
+        let line_no = start + 1;
+        let t = logical.trim();
+        let bad = |reason: &str| ConfigError {
+            path: file.to_string(),
+            line: line_no,
+            section: String::new(),
+            option: String::new(),
+            reason: reason.to_string(),
+        };
+        let mut replacement: Option<&str> = None;
+        if t.is_empty() || t.starts_with('#') || t.starts_with(';') {
+        } else if t.starts_with('[') {
+            let h = strip_comment(t).trim_end();
+            let header = match h.strip_suffix(']') {
+                Some(inner) => Some(inner[1..].trim().to_string()),
+                None => {
+                    errors.push(bad("section header must end with ]"));
+                    replacement = Some("[]");
+                    None
+                }
+            };
+            sections.push(IndexedSection {
+                header: Some((line_no, header)),
+                keys: Vec::new(),
+            });
+        } else {
+            match t.find(['=', ':']) {
+                Some(0) => {
+                    errors.push(bad("missing option name before ="));
+                    replacement = Some("");
+                }
+                Some(k) => {
+                    let keys = &mut sections.last_mut().expect("never empty").keys;
+                    keys.push((line_no, t[..k].trim().to_string()));
+                }
+                None => {
+                    errors.push(bad("expected option = value"));
+                    replacement = Some("");
+                }
+            }
+        }
+        for (n, raw) in raw_lines.iter().enumerate() {
+            match replacement {
+                Some(r) if n == 0 => clean.push_str(r),
+                Some(_) => {}
+                None => clean.push_str(raw),
+            }
+            if start + n + 1 < physical.len() {
+                clean.push('\n');
+            }
+        }
+    }
+    (sections, clean)
+}
+
+/// Parses one file into `(line, header, [(line, key, value)])` per section.
+#[allow(clippy::type_complexity)]
+fn parse_file(
+    file: &SourceFile,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<(
+    Option<(usize, Option<String>)>,
+    Vec<(usize, String, String)>,
+)> {
+    let (index, clean) = index_lines(&file.name, &file.text, errors);
+    let opt = ParseOption {
+        enabled_quote: false,
+        enabled_escape: false,
+        enabled_indented_mutiline_value: false,
+        enabled_preserve_key_leading_whitespace: false,
+    };
+    let fail = |line: usize, reason: String| ConfigError {
+        path: file.name.clone(),
+        line,
+        section: String::new(),
+        option: String::new(),
+        reason,
+    };
+    let ini = match Ini::load_from_str_opt(&clean, opt) {
+        Ok(ini) => ini,
+        Err(e) => {
+            errors.push(fail(e.line, e.msg.to_string()));
+            return Vec::new();
+        }
+    };
+    let parsed: Vec<_> = ini.iter().collect();
+    let aligned = parsed.len() == index.len()
+        && parsed.iter().zip(&index).all(|((_, props), sec)| {
+            props.len() == sec.keys.len()
+                && props
+                    .iter()
+                    .zip(&sec.keys)
+                    .all(|((k, _), (_, key))| k == key)
+        });
+    if !aligned {
+        errors.push(fail(
+            0,
+            "internal error: line index disagrees with the INI parser".into(),
+        ));
+        return Vec::new();
+    }
+    index
+        .into_iter()
+        .zip(parsed)
+        .map(|(sec, (_, props))| {
+            let kv = sec
+                .keys
+                .into_iter()
+                .zip(props.iter())
+                .map(|((line, key), (_, v))| (line, key, v.to_string()))
+                .collect();
+            (sec.header, kv)
+        })
+        .collect()
+}
+
+/// Loads files, in order, into a draft; returns every error.
+pub(crate) fn load_files(schema: &Schema, files: &[SourceFile]) -> Result<Draft, Vec<ConfigError>> {
+    let mut draft = Draft::new();
+    let mut errors = Vec::new();
+    for file in files {
+        load_file(schema, file, &mut draft, &mut errors);
+    }
+    if errors.is_empty() {
+        Ok(draft)
+    } else {
+        Err(errors)
+    }
+}
+
+fn load_file(schema: &Schema, file: &SourceFile, draft: &mut Draft, errors: &mut Vec<ConfigError>) {
+    let fname: Arc<str> = Arc::from(file.name.as_str());
+    let mut seen: HashMap<(usize, u32), usize> = HashMap::new();
+    for (header, keys) in parse_file(file, errors) {
+        let (written, path) = match header {
+            None => (String::new(), ScopePath::Global),
+            Some((_, None)) => continue,
+            Some((line, Some(text))) => match parse_header(schema, &text) {
+                Ok(p) => (text, p),
+                Err(reason) => {
+                    errors.push(ConfigError {
+                        path: file.name.clone(),
+                        line,
+                        section: text,
+                        option: String::new(),
+                        reason,
+                    });
+                    continue;
+                }
+            },
+        };
+        let scope = draft.scope(&path);
+        for (line, key, value) in keys {
+            let err = |reason: String| ConfigError {
+                path: file.name.clone(),
+                line,
+                section: written.clone(),
+                option: key.clone(),
+                reason,
+            };
+            let entry = match check_option(schema, &path, &key, &value) {
+                Ok(slot_value) => slot_value,
+                Err(reason) => {
+                    errors.push(err(reason));
+                    continue;
+                }
+            };
+            if let Some(first) = seen.insert((scope, entry.0 .0), line) {
+                errors.push(err(format!(
+                    "set twice in this file (first at line {first})"
+                )));
+                continue;
+            }
+            let origin = Origin {
+                file: Arc::clone(&fname),
+                line,
+            };
+            let (slot, value) = entry;
+            if let Some(old) = draft.set(
+                scope,
+                Entry {
+                    slot,
+                    value,
+                    origin,
+                },
+            ) {
+                log::info!(
+                    "{}:{}: [{}] {}: overrides the value from {}:{}",
+                    file.name,
+                    line,
+                    written,
+                    key,
+                    old.origin.file,
+                    old.origin.line
+                );
+            }
+        }
+    }
+}
+
+/// Looks an option up for a scope and parses and validates its value.
+pub(crate) fn check_option(
+    schema: &Schema,
+    path: &ScopePath,
+    key: &str,
+    text: &str,
+) -> Result<(super::schema::Slot, super::types::Value), String> {
+    let Some(slot) = schema.slot(key, path.class()) else {
+        return Err(if schema.is_known(key) {
+            format!("not valid in a {} scope", class_name(path))
+        } else {
+            "unknown option".to_string()
+        });
+    };
+    let def = schema.def(slot);
+    let value = def.ty.parse(text)?;
+    if let Some(validate) = def.validator {
+        validate(&value)?;
+    }
+    Ok((slot, value))
+}
+
+fn class_name(path: &ScopePath) -> String {
+    match path {
+        ScopePath::Global => "global".into(),
+        ScopePath::Listener {
+            kind,
+            peer: Some(_),
+            ..
+        } => format!("{kind} Peer"),
+        ScopePath::Listener {
+            kind,
+            listen: Some(_),
+            ..
+        } => format!("{kind} Listen"),
+        ScopePath::Listener { kind, .. } => kind.clone(),
+        ScopePath::Pathway(_) | ScopePath::GroupPathway { .. } => "Pathway".into(),
+        ScopePath::PathwayGroup(_) => "Pathway_Group".into(),
+        ScopePath::ThreadPool(_) => "ThreadPool".into(),
+        ScopePath::Module(m) => m.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_tracks_lines_and_neutralises_bad_ones() {
+        let text = "a = 1\n# c\n[X]\n  b : 2 ; note\nbroken\n[Y\nc = 3\n[X]\nd = \\\n  4\ne = 5";
+        let mut errors = Vec::new();
+        let (idx, clean) = index_lines("f", text, &mut errors);
+        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            lines,
+            [
+                "f:5: expected option = value",
+                "f:6: section header must end with ]"
+            ]
+        );
+        assert_eq!(idx.len(), 4);
+        assert_eq!(idx[0].keys, [(1, "a".to_string())]);
+        assert_eq!(idx[1].header, Some((3, Some("X".to_string()))));
+        assert_eq!(idx[1].keys, [(4, "b".to_string())]);
+        assert_eq!(idx[2].header, Some((6, None)));
+        assert_eq!(idx[3].keys, [(9, "d".to_string()), (11, "e".to_string())]);
+        assert_eq!(clean.lines().count(), text.lines().count());
+    }
+
+    #[test]
+    fn repeated_sections_keep_file_order_in_rust_ini() {
+        let file = SourceFile {
+            name: "f".into(),
+            text: "[A]\nx = 1\n[B]\ny = 2\n[A]\nz = 3 # c\n".into(),
+        };
+        let mut errors = Vec::new();
+        let secs = parse_file(&file, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        let flat: Vec<String> = secs
+            .iter()
+            .flat_map(|(h, kv)| {
+                let h = h
+                    .as_ref()
+                    .map(|(l, t)| format!("{l}:{}", t.clone().unwrap_or_default()));
+                kv.iter().map(move |(l, k, v)| format!("{h:?} {l}:{k}={v}"))
+            })
+            .collect();
+        assert_eq!(
+            flat,
+            [
+                "Some(\"1:A\") 2:x=1",
+                "Some(\"3:B\") 4:y=2",
+                "Some(\"5:A\") 6:z=3"
+            ]
+        );
+    }
+}

@@ -1,0 +1,312 @@
+//! The configuration store: the current generation, reloads, and runtime `set`/`unset`.
+//!
+//! C: `ec_config_fetch_globalconf()`, `ec_config_release()`, the reload transaction
+//!
+//! A [`ConfigStore`] holds the generation in force behind a `RwLock<Arc<Generation>>`:
+//! [`ConfigStore::current`] is a read lock and an `Arc` clone, safe and cheap from any thread.
+//! [`ConfigStore::reload`], [`ConfigStore::set`] and [`ConfigStore::unset`] build a complete new
+//! generation off to the side and swap it in atomically; readers see the old or the new one,
+//! never a mixture.
+//!
+//! Contract:
+//! - Updates are serialised (one at a time); each success increments the generation number.
+//! - On any error the current generation stays in force and the caller gets every error.
+//! - Restart-required options: a reload that changes one (in a scope present in both
+//!   generations) keeps the running value, warns naming it, and commits the rest. `set`/`unset`
+//!   of such an option is refused. A scope that disappears takes its values with it.
+//! - `set`/`unset` change the running generation only; a later `reload` re-reads the files and
+//!   drops them (as in Momentum). `unset` removes a value but never a scope: an empty
+//!   `Listen` scope still means "listen here".
+//! - [`ConfigStore::show`] renders INI text that loads to an equal generation
+//!   ([`Generation::same_config`]).
+//!
+//! Diagnostics: `Err(ConfigErrors)` for every load or validation problem; warnings are logged
+//! with `log::warn!` and kept in [`Generation::warnings`] (see [`ConfigStore::warnings`]).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use super::error::{ConfigError, ConfigErrors};
+use super::generation::{Draft, Entry, Generation, Origin};
+use super::load::{check_option, load_files, read_path, SourceFile};
+use super::schema::{Schema, Slot};
+use super::scope::{parse_scope_path, ScopePath};
+use super::types::representable;
+
+#[derive(Debug)]
+enum Source {
+    Path(PathBuf),
+    Text { name: String, text: String },
+}
+
+/// The current generation and the means to replace it.
+///
+/// C: the global configuration behind `ec_config_fetch_globalconf()`
+#[derive(Debug)]
+pub struct ConfigStore {
+    schema: Arc<Schema>,
+    source: Source,
+    current: RwLock<Arc<Generation>>,
+    update: Mutex<()>,
+}
+
+fn console_err(path: &ScopePath, option: &str, reason: String) -> ConfigErrors {
+    ConfigErrors(vec![ConfigError {
+        path: "<console>".to_string(),
+        line: 0,
+        section: match path {
+            ScopePath::Global => String::new(),
+            p => p.to_string(),
+        },
+        option: option.to_string(),
+        reason,
+    }])
+}
+
+impl ConfigStore {
+    /// Loads a file, or a directory of `*.conf` files, as generation 1.
+    pub fn load(schema: Arc<Schema>, path: &Path) -> Result<ConfigStore, ConfigErrors> {
+        ConfigStore::create(schema, Source::Path(path.to_path_buf()))
+    }
+
+    /// Loads configuration text (named `name` in messages) as generation 1.
+    pub fn from_str(
+        schema: Arc<Schema>,
+        name: &str,
+        text: &str,
+    ) -> Result<ConfigStore, ConfigErrors> {
+        let source = Source::Text {
+            name: name.to_string(),
+            text: text.to_string(),
+        };
+        ConfigStore::create(schema, source)
+    }
+
+    fn create(schema: Arc<Schema>, source: Source) -> Result<ConfigStore, ConfigErrors> {
+        let draft = read_source(&schema, &source)?;
+        let generation = Generation::build(Arc::clone(&schema), draft, 1, Vec::new())?;
+        Ok(ConfigStore {
+            schema,
+            source,
+            current: RwLock::new(Arc::new(generation)),
+            update: Mutex::new(()),
+        })
+    }
+
+    /// The schema.
+    pub fn schema(&self) -> &Arc<Schema> {
+        &self.schema
+    }
+
+    /// The generation in force; keep the `Arc` for as long as a session needs a stable view.
+    ///
+    /// C: `ec_config_fetch_globalconf()` (the release is the `Arc`'s `Drop`)
+    pub fn current(&self) -> Arc<Generation> {
+        // A writer panicking while holding the lock cannot leave a torn generation (the swap is
+        // one assignment), so a poisoned lock is still safe to read.
+        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Warnings of the generation in force (Pool_Name fallbacks, restart-required values kept).
+    pub fn warnings(&self) -> Vec<ConfigError> {
+        self.current().warnings().to_vec()
+    }
+
+    fn commit(&self, g: Generation) -> Arc<Generation> {
+        let g = Arc::new(g);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&g);
+        g
+    }
+
+    /// Re-reads the files (or text) and swaps the new generation in; on error the current one
+    /// stays.
+    pub fn reload(&self) -> Result<Arc<Generation>, ConfigErrors> {
+        let _guard = self.update.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.current();
+        let mut draft = read_source(&self.schema, &self.source)?;
+        let warnings = keep_restart_values(&self.schema, &old, &mut draft);
+        let g = Generation::build(Arc::clone(&self.schema), draft, old.number() + 1, warnings)?;
+        log::info!("configuration generation {} in force", g.number());
+        Ok(self.commit(g))
+    }
+
+    /// Sets `option` to `value` in the scope named by `scope_path` (a header without brackets;
+    /// empty or `global` for the global scope), validated like a file.
+    pub fn set(
+        &self,
+        scope_path: &str,
+        option: &str,
+        value: &str,
+    ) -> Result<Arc<Generation>, ConfigErrors> {
+        let _guard = self.update.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.current();
+        let path = self.parse_path(scope_path, option)?;
+        if !representable(value) {
+            let why = "a value cannot hold line breaks, \" #\" or \" ;\"".to_string();
+            return Err(console_err(&path, option, why));
+        }
+        let (slot, value) = check_option(&self.schema, &path, option, value)
+            .map_err(|e| console_err(&path, option, e))?;
+        self.refuse_restart_change(&old, &path, slot, Some(&value))?;
+        let mut draft = Draft::from_generation(&old);
+        let scope = draft.scope(&path);
+        let origin = Origin {
+            file: Arc::from("<console>"),
+            line: 0,
+        };
+        draft.set(
+            scope,
+            Entry {
+                slot,
+                value,
+                origin,
+            },
+        );
+        let g = Generation::build(
+            Arc::clone(&self.schema),
+            draft,
+            old.number() + 1,
+            Vec::new(),
+        )?;
+        Ok(self.commit(g))
+    }
+
+    /// Removes `option` from exactly that scope (the scope itself stays).
+    pub fn unset(&self, scope_path: &str, option: &str) -> Result<Arc<Generation>, ConfigErrors> {
+        let _guard = self.update.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.current();
+        let path = self.parse_path(scope_path, option)?;
+        let slot = self.schema.slot(option, path.class());
+        let mut draft = Draft::from_generation(&old);
+        let removed = match (slot, draft.find(&path)) {
+            (Some(slot), Some(scope)) => {
+                self.refuse_restart_change(&old, &path, slot, None)?;
+                draft.unset(scope, slot)
+            }
+            _ => None,
+        };
+        if removed.is_none() {
+            return Err(console_err(
+                &path,
+                option,
+                "is not set in this scope".into(),
+            ));
+        }
+        let g = Generation::build(
+            Arc::clone(&self.schema),
+            draft,
+            old.number() + 1,
+            Vec::new(),
+        )?;
+        Ok(self.commit(g))
+    }
+
+    fn parse_path(&self, scope_path: &str, option: &str) -> Result<ScopePath, ConfigErrors> {
+        parse_scope_path(&self.schema, scope_path).map_err(|reason| {
+            ConfigErrors(vec![ConfigError {
+                path: "<console>".to_string(),
+                line: 0,
+                section: scope_path.trim().to_string(),
+                option: option.to_string(),
+                reason,
+            }])
+        })
+    }
+
+    fn refuse_restart_change(
+        &self,
+        old: &Generation,
+        path: &ScopePath,
+        slot: Slot,
+        new: Option<&super::types::Value>,
+    ) -> Result<(), ConfigErrors> {
+        let def = self.schema.def(slot);
+        if def.restart_required && old.get(path, slot) != new {
+            let why = "takes effect only after a restart; change it in the file".to_string();
+            return Err(console_err(path, def.name, why));
+        }
+        Ok(())
+    }
+
+    /// The generation in force as INI text that loads to an equal generation.
+    pub fn show(&self) -> String {
+        render(&self.current())
+    }
+}
+
+fn read_source(schema: &Schema, source: &Source) -> Result<Draft, ConfigErrors> {
+    let files = match source {
+        Source::Path(p) => read_path(p).map_err(ConfigErrors)?,
+        Source::Text { name, text } => vec![SourceFile {
+            name: name.clone(),
+            text: text.clone(),
+        }],
+    };
+    load_files(schema, &files).map_err(ConfigErrors)
+}
+
+/// Puts the running value of restart-required options back into `draft`, returning warnings.
+fn keep_restart_values(schema: &Schema, old: &Generation, draft: &mut Draft) -> Vec<ConfigError> {
+    let mut warnings = Vec::new();
+    let restart: Vec<Slot> = schema
+        .options()
+        .filter(|(_, d)| d.restart_required)
+        .map(|(s, _)| s)
+        .collect();
+    for i in 0..draft.scopes.len() {
+        let path = draft.scopes[i].0.clone();
+        let Some(old_entries) = old.entries_of(&path) else {
+            continue;
+        };
+        for &slot in &restart {
+            let old_e = old_entries.iter().find(|e| e.slot == slot).cloned();
+            let new_e = draft.scopes[i].1.iter().find(|e| e.slot == slot).cloned();
+            if old_e.as_ref().map(|e| &e.value) == new_e.as_ref().map(|e| &e.value) {
+                continue;
+            }
+            let origin = new_e.as_ref().or(old_e.as_ref()).map(|e| e.origin.clone());
+            let kept = match &old_e {
+                Some(e) => e.value.to_string(),
+                None => format!("the default {}", schema.default_value(slot)),
+            };
+            match old_e {
+                Some(e) => {
+                    draft.set(i, e);
+                }
+                None => {
+                    draft.unset(i, slot);
+                }
+            }
+            let origin = origin.expect("one side has the value");
+            warnings.push(ConfigError {
+                path: origin.file.to_string(),
+                line: origin.line,
+                section: match &path {
+                    ScopePath::Global => String::new(),
+                    p => p.to_string(),
+                },
+                option: schema.def(slot).name.to_string(),
+                reason: format!("changed, but takes effect only after a restart; keeping {kept}"),
+            });
+        }
+    }
+    warnings
+}
+
+/// Renders a generation as INI: global options first (no header), then each scope in order.
+pub(crate) fn render(g: &Generation) -> String {
+    let mut out = String::new();
+    for (_, path, values) in g.scopes() {
+        if *path != ScopePath::Global {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            let _ = writeln!(out, "[{path}]");
+        }
+        for (slot, value) in values {
+            let _ = writeln!(out, "{} = {}", g.schema().def(slot).name, value);
+        }
+    }
+    out
+}
