@@ -24,6 +24,7 @@
 
 pub mod config;
 pub mod event;
+pub mod netlistener;
 pub mod porting;
 pub mod scheduler;
 pub mod sys;

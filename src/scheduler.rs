@@ -955,9 +955,24 @@ pub fn wake_event(id: EventId, eventtype: i32) {
     with_core("wake_event", |c| c.ready.push_back((id, eventtype)));
 }
 
+/// The state of an event, for the console: `"waiting"`, `"running"` (its callback is on the
+/// stack) or `"floating"`; `None` for a stale id.
+pub fn event_state(id: EventId) -> Option<&'static str> {
+    with_core("event_state", |c| {
+        let i = c.valid(id)?;
+        Some(match c.slots[i].state {
+            SlotState::Waiting => "waiting",
+            SlotState::Dispatching => "running",
+            SlotState::Floating => "floating",
+            SlotState::Free => return None,
+        })
+    })
+}
+
 /// True on a thread that owns a scheduler. C: `is_scheduler_thread()`.
 pub fn is_scheduler_thread() -> bool {
-    CORE.with(|c| c.borrow().is_some())
+    // try_with: false (not a panic) while thread-locals are being destroyed at thread exit.
+    CORE.try_with(|c| c.borrow().is_some()).unwrap_or(false)
 }
 
 /// Wakes this thread's scheduler from its wait (any thread with a handle).

@@ -1,0 +1,317 @@
+//! Sessions: the `accept_construct`, session caps, counters and the live-session registry.
+//!
+//! C: `accept_construct` (`remote_addr`, `local_addr`, `inst`, `accept_construct_closure`)
+//! and the netlistener's per-instance statistics.
+//!
+//! # Summary
+//! Every accepted connection becomes an [`Event`](crate::event::Event) whose closure is an
+//! [`AcceptConstruct`]: addresses, the listen instance, a unique connection id, the
+//! configuration generation the session started with, its resolved scope chain (so option
+//! fetches are a short walk, no Peer lookup), and `accept_construct_closure` for the module.
+//!
+//! # Contract
+//! Modules store their per-session state in `accept_construct_closure`, never by replacing
+//! the event's closure. The session's place in the caps and the registry is released when the
+//! `AcceptConstruct` drops — however the session ends (return 0, timeout, panic, a floated
+//! session lost on a pool thread).
+//!
+//! # Diagnostics
+//! None: counters saturate rather than fail.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::config::{Chain, Cidr, ConfigStore, Generation, ListenAddr, PeerAddr, Slot, Value};
+use crate::event::EventId;
+
+use super::options::CommonSlots;
+use super::NetlistenerDef;
+
+/// Why a connection was refused by the layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `Deny` in the most specific Peer.
+    Deny,
+    /// `Listener_Sessions` reached.
+    ListenerSessions,
+    /// `Service_Sessions` reached.
+    ServiceSessions,
+    /// The module's acceptor returned 0.
+    Acceptor,
+}
+
+/// Counters of one Listen instance (or one listener type), updated from any thread.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections accepted and handed to the module.
+    pub accepted: AtomicU64,
+    /// Refused by `Deny`.
+    pub refused_deny: AtomicU64,
+    /// Refused by `Listener_Sessions`.
+    pub refused_listener_cap: AtomicU64,
+    /// Refused by `Service_Sessions`.
+    pub refused_service_cap: AtomicU64,
+    /// Refused by the module's acceptor.
+    pub refused_acceptor: AtomicU64,
+    /// Sessions alive now.
+    pub active: AtomicU64,
+    /// Highest `active` seen.
+    pub peak: AtomicU64,
+    /// `accept(2)` failures other than the harmless ones.
+    pub failed_accepts: AtomicU64,
+    /// Sessions ended by their idle timeout (reported by modules).
+    pub timeouts: AtomicU64,
+}
+
+/// A copy of [`Stats`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// See [`Stats::accepted`].
+    pub accepted: u64,
+    /// All refusals.
+    pub refused: u64,
+    /// See [`Stats::refused_deny`].
+    pub refused_deny: u64,
+    /// See [`Stats::refused_listener_cap`].
+    pub refused_listener_cap: u64,
+    /// See [`Stats::refused_service_cap`].
+    pub refused_service_cap: u64,
+    /// See [`Stats::refused_acceptor`].
+    pub refused_acceptor: u64,
+    /// See [`Stats::active`].
+    pub active: u64,
+    /// See [`Stats::peak`].
+    pub peak: u64,
+    /// See [`Stats::failed_accepts`].
+    pub failed_accepts: u64,
+    /// See [`Stats::timeouts`].
+    pub timeouts: u64,
+}
+
+impl Stats {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (d, lc, sc, ac) = (l(&self.refused_deny), l(&self.refused_listener_cap), l(&self.refused_service_cap), l(&self.refused_acceptor));
+        StatsSnapshot {
+            accepted: l(&self.accepted),
+            refused: d + lc + sc + ac,
+            refused_deny: d,
+            refused_listener_cap: lc,
+            refused_service_cap: sc,
+            refused_acceptor: ac,
+            active: l(&self.active),
+            peak: l(&self.peak),
+            failed_accepts: l(&self.failed_accepts),
+            timeouts: l(&self.timeouts),
+        }
+    }
+
+    pub(crate) fn refused(&self, why: Refusal) {
+        let c = match why {
+            Refusal::Deny => &self.refused_deny,
+            Refusal::ListenerSessions => &self.refused_listener_cap,
+            Refusal::ServiceSessions => &self.refused_service_cap,
+            Refusal::Acceptor => &self.refused_acceptor,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn started(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        let now = self.active.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn ended(&self) {
+        let _ = self.active.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
+    }
+}
+
+/// One Listen instance as sessions see it. C: `netlistener_inst`.
+#[derive(Debug)]
+pub struct ListenInfo {
+    /// The listener type.
+    pub def: Arc<NetlistenerDef>,
+    /// The configured (normalised) address: the `Listen` scope's instance.
+    pub address: ListenAddr,
+    /// The address actually bound (differs for port 0); `None` before it opens.
+    pub bound: Mutex<Option<ListenAddr>>,
+    /// Counters of this instance.
+    pub stats: Stats,
+    /// Unique per opened instance (a cap key).
+    pub serial: u64,
+}
+
+/// What a session cap counts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum CapKey {
+    Listener(u64, Option<Cidr>),
+    Service(String, Option<Cidr>),
+}
+
+/// A live session, as the console shows it.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// Connection id.
+    pub conn_id: u64,
+    /// The session's fd.
+    pub fd: i32,
+    /// The listener type's scope name (`ESMTP_Listener`).
+    pub kind: String,
+    /// The Listen address.
+    pub listen: String,
+    /// The peer (`ip:port`, or `unix`).
+    pub peer: String,
+    /// When it was accepted.
+    pub started: Instant,
+    /// Its event, once scheduled.
+    pub event: EventId,
+}
+
+/// State shared by the scheduler thread and the accept threads.
+pub(crate) struct Shared {
+    pub store: Arc<ConfigStore>,
+    pub slots: CommonSlots,
+    pub caps: Mutex<HashMap<CapKey, u64>>,
+    pub sessions: Mutex<HashMap<u64, SessionInfo>>,
+    pub next_conn_id: AtomicU64,
+}
+
+/// Releases a session's caps and registry entry when dropped.
+pub(crate) struct Ticket {
+    shared: Arc<Shared>,
+    inst: Arc<ListenInfo>,
+    caps: Vec<CapKey>,
+    conn_id: u64,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.caps.is_empty() {
+            let mut caps = self.shared.caps.lock().unwrap_or_else(|p| p.into_inner());
+            for k in &self.caps {
+                if let Some(n) = caps.get_mut(k) {
+                    *n -= 1;
+                    if *n == 0 {
+                        caps.remove(k);
+                    }
+                }
+            }
+        }
+        self.shared.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.conn_id);
+        self.inst.stats.ended();
+        self.inst.def.stats.ended();
+    }
+}
+
+/// The closure of every session event. C: `accept_construct`.
+pub struct AcceptConstruct {
+    /// The peer's address (`None` on a Unix socket). C: `remote_addr`.
+    pub remote_addr: Option<SocketAddr>,
+    /// Our end's address (`None` on a Unix socket). C: `local_addr`.
+    pub local_addr: Option<SocketAddr>,
+    /// The peer without port, as Peer scopes match it (Unix peers count as loopback).
+    pub peer: PeerAddr,
+    /// The Listen instance. C: `inst`.
+    pub inst: Arc<ListenInfo>,
+    /// Unique connection id.
+    pub conn_id: u64,
+    /// The configuration generation this session started with (kept until it ends).
+    pub config: Arc<Generation>,
+    /// The session's resolved scope chain (Listen + Peer + Pathway fallback).
+    pub chain: Chain,
+    /// `Idle_Time` for this session (`None`: no timeout).
+    pub idle_time: Option<Duration>,
+    /// `Pool_Name` for this session's blocking work.
+    pub pool_name: String,
+    /// When the connection was accepted.
+    pub started: Instant,
+    /// The module's per-session state. C: `accept_construct_closure.vptr`.
+    pub accept_construct_closure: Option<Box<dyn Any + Send>>,
+    pub(crate) _ticket: Ticket,
+}
+
+impl std::fmt::Debug for AcceptConstruct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcceptConstruct").field("conn_id", &self.conn_id).field("peer", &self.peer).field("listen", &self.inst.address.to_string()).finish()
+    }
+}
+
+impl AcceptConstruct {
+    /// An option for this session, with Listen + Peer + Pathway fallback, from the generation
+    /// the session started with. C: the `get_option()` idiom over
+    /// `ec_config_option_fetch_generic(txn, slot, …, "Listen", addr, "Peer", peer)`.
+    pub fn fetch(&self, slot: Slot) -> &Value {
+        self.config.fetch_in(&self.chain, slot).value
+    }
+
+    /// The module's session state, downcast; `None` until the module sets it.
+    pub fn closure_mut<T: Any>(&mut self) -> Option<&mut T> {
+        self.accept_construct_closure.as_mut()?.downcast_mut::<T>()
+    }
+
+    /// True when a newer configuration generation than the session's is in force.
+    pub fn config_is_stale(&self) -> bool {
+        self._ticket.shared.store.current().number() != self.config.number()
+    }
+
+    /// Counts an idle timeout for the console.
+    pub fn note_timeout(&self) {
+        self.inst.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+        self.inst.def.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn sessions_map(&self) -> &Mutex<HashMap<u64, SessionInfo>> {
+        &self._ticket.shared.sessions
+    }
+
+    /// The listener type's name (`ESMTP`).
+    pub fn kind(&self) -> &str {
+        &self.inst.def.name
+    }
+}
+
+/// Checks the caps for a new session and takes its places; `Err` names the cap that refused.
+pub(crate) fn take_caps(shared: &Arc<Shared>, gen: &Generation, chain: &Chain, inst: &ListenInfo) -> Result<Vec<CapKey>, Refusal> {
+    let mut keys = Vec::new();
+    let l = gen.fetch_in(chain, shared.slots.listener_sessions);
+    let s = gen.fetch_in(chain, shared.slots.service_sessions);
+    let wanted = [
+        (l.value.as_int(), CapKey::Listener(inst.serial, gen.scope_cidr(l.scope)), Refusal::ListenerSessions),
+        (s.value.as_int(), CapKey::Service(inst.def.scope.to_ascii_lowercase(), gen.scope_cidr(s.scope)), Refusal::ServiceSessions),
+    ];
+    if wanted.iter().all(|(max, _, _)| *max <= 0) {
+        return Ok(keys);
+    }
+    let mut caps = shared.caps.lock().unwrap_or_else(|p| p.into_inner());
+    for (max, key, why) in wanted {
+        if max <= 0 {
+            continue;
+        }
+        if caps.get(&key).copied().unwrap_or(0) >= max as u64 {
+            for k in &keys {
+                if let Some(n) = caps.get_mut(k) {
+                    *n -= 1;
+                }
+            }
+            return Err(why);
+        }
+        *caps.entry(key.clone()).or_insert(0) += 1;
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+/// Registers a new session (counters, registry) and returns its ticket.
+pub(crate) fn open_ticket(shared: &Arc<Shared>, inst: &Arc<ListenInfo>, caps: Vec<CapKey>, info: SessionInfo) -> Ticket {
+    inst.stats.started();
+    inst.def.stats.started();
+    let conn_id = info.conn_id;
+    shared.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(conn_id, info);
+    Ticket { shared: shared.clone(), inst: inst.clone(), caps, conn_id }
+}
