@@ -77,7 +77,8 @@ fn reload(store: &ConfigStore) -> Result<String, String> {
 
 fn not_found(store: &ConfigStore, option: &str, path: &ScopePath) -> String {
     if store.schema().is_known(option) {
-        format!("{option}: not valid in {path}")
+        let valid = store.schema().where_valid(option);
+        format!("{option}: not valid in {path} (valid in: {valid})")
     } else {
         format!("{option}: unknown option")
     }

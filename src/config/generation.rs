@@ -271,9 +271,6 @@ impl Generation {
             }
             s.index = index;
         }
-        for w in &warnings {
-            log::warn!("{w}");
-        }
         g.warnings = warnings;
         Ok(g)
     }

@@ -210,7 +210,8 @@ fn parse_file(
     let parsed: Vec<_> = ini.iter().collect();
     let aligned = parsed.len() == index.len()
         && parsed.iter().zip(&index).all(|((_, props), sec)| {
-            props.len() == sec.keys.len()
+            // Properties::len() counts distinct keys; a repeated key is an entry of its own.
+            props.iter().count() == sec.keys.len()
                 && props
                     .iter()
                     .zip(&sec.keys)
@@ -238,18 +239,18 @@ fn parse_file(
         .collect()
 }
 
-/// Loads files, in order, into a draft; returns every error.
-pub(crate) fn load_files(schema: &Schema, files: &[SourceFile]) -> Result<Draft, Vec<ConfigError>> {
+/// Loads files, in order, into a draft, appending every error to `errors`. The draft holds
+/// whatever was valid, so that reference checks can still run and report their errors too.
+pub(crate) fn load_files(
+    schema: &Schema,
+    files: &[SourceFile],
+    errors: &mut Vec<ConfigError>,
+) -> Draft {
     let mut draft = Draft::new();
-    let mut errors = Vec::new();
     for file in files {
-        load_file(schema, file, &mut draft, &mut errors);
+        load_file(schema, file, &mut draft, errors);
     }
-    if errors.is_empty() {
-        Ok(draft)
-    } else {
-        Err(errors)
-    }
+    draft
 }
 
 fn load_file(schema: &Schema, file: &SourceFile, draft: &mut Draft, errors: &mut Vec<ConfigError>) {
@@ -331,7 +332,7 @@ pub(crate) fn check_option(
 ) -> Result<(super::schema::Slot, super::types::Value), String> {
     let Some(slot) = schema.slot(key, path.class()) else {
         return Err(if schema.is_known(key) {
-            format!("not valid in a {} scope", class_name(path))
+            format!("not valid here (valid in: {})", schema.where_valid(key))
         } else {
             "unknown option".to_string()
         });
@@ -342,27 +343,6 @@ pub(crate) fn check_option(
         validate(&value)?;
     }
     Ok((slot, value))
-}
-
-fn class_name(path: &ScopePath) -> String {
-    match path {
-        ScopePath::Global => "global".into(),
-        ScopePath::Listener {
-            kind,
-            peer: Some(_),
-            ..
-        } => format!("{kind} Peer"),
-        ScopePath::Listener {
-            kind,
-            listen: Some(_),
-            ..
-        } => format!("{kind} Listen"),
-        ScopePath::Listener { kind, .. } => kind.clone(),
-        ScopePath::Pathway(_) | ScopePath::GroupPathway { .. } => "Pathway".into(),
-        ScopePath::PathwayGroup(_) => "Pathway_Group".into(),
-        ScopePath::ThreadPool(_) => "ThreadPool".into(),
-        ScopePath::Module(m) => m.clone(),
-    }
 }
 
 #[cfg(test)]

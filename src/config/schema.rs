@@ -412,6 +412,36 @@ impl Schema {
             .find(|s| applies(&self.defs[s.index()], class))
     }
 
+    /// Where option `name` may be set, for messages: `global, ESMTP_Listener Peer, Pathway`.
+    pub fn where_valid(&self, name: &str) -> String {
+        let mut places: Vec<String> = Vec::new();
+        for slot in self
+            .by_name
+            .get(&name.to_ascii_lowercase())
+            .into_iter()
+            .flatten()
+        {
+            let d = &self.defs[slot.index()];
+            let owner = d.owner.unwrap_or("<Type>_Listener");
+            let names = [
+                (Scopes::GLOBAL, "global".to_string()),
+                (Scopes::LISTENER, owner.to_string()),
+                (Scopes::LISTEN, format!("{owner} Listen")),
+                (Scopes::PEER, format!("{owner} Peer")),
+                (Scopes::PATHWAY, "Pathway".to_string()),
+                (Scopes::PATHWAY_GROUP, "Pathway_Group".to_string()),
+                (Scopes::THREADPOOL, "ThreadPool".to_string()),
+                (Scopes::MODULE, owner.to_string()),
+            ];
+            for (bit, place) in names {
+                if d.scopes.contains(bit) && !places.contains(&place) {
+                    places.push(place);
+                }
+            }
+        }
+        places.join(", ")
+    }
+
     /// True when some option of this name (any case) is registered, wherever it is valid.
     pub fn is_known(&self, name: &str) -> bool {
         self.by_name.contains_key(&name.to_ascii_lowercase())

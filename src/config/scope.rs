@@ -248,7 +248,7 @@ fn parse_listener(kind: &str, toks: &[String]) -> Result<RawPath, String> {
         } else {
             ""
         };
-        return Err(format!("unexpected {extra} in a {kind} scope{why}"));
+        return Err(format!("unexpected {extra} in {kind} scope{why}"));
     }
     let path = ScopePath::Listener {
         kind: kind.to_string(),
