@@ -189,3 +189,13 @@ fn readers_never_see_a_torn_generation() {
         300
     );
 }
+
+#[test]
+fn shared_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<ConfigStore>();
+    send_sync::<Generation>();
+    send_sync::<Chain>();
+    send_sync::<ScopeId>();
+    send_sync::<Schema>();
+}

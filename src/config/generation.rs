@@ -28,10 +28,11 @@
 //! naming the function (contract violations). Building a generation returns every error at once.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use super::error::{ConfigError, ConfigErrors};
-use super::peers::PeerTable;
+use super::peers::{IntHasher, PeerTable};
 use super::schema::{RefKind, Schema, Slot};
 use super::scope::ScopePath;
 use super::types::{Cidr, ListenAddr, PeerAddr, Value};
@@ -163,7 +164,8 @@ struct ListenerData {
     scope: Option<ScopeId>,
     peers: PeerTable,
     listens: Vec<ListenData>,
-    listen_index: HashMap<ListenAddr, usize>,
+    /// Keyed with the cheap hasher: Listen addresses are chosen by the administrator.
+    listen_index: HashMap<ListenAddr, usize, BuildHasherDefault<IntHasher>>,
 }
 
 /// The resolved scope chain of one session: owned, `Copy`, no allocation.
@@ -284,7 +286,7 @@ impl Generation {
                     scope: None,
                     peers: PeerTable::default(),
                     listens: Vec::new(),
-                    listen_index: HashMap::new(),
+                    listen_index: HashMap::default(),
                 });
                 self.listeners.len() - 1
             }

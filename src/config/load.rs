@@ -267,6 +267,22 @@ pub(crate) fn load_files(
     draft
 }
 
+/// For `Pathway_Group "g" Pathway "p"`: the existing group scope of `p` in another group.
+fn other_group(draft: &Draft, path: &ScopePath) -> Option<String> {
+    let ScopePath::GroupPathway { group, pathway } = path else {
+        return None;
+    };
+    draft.scopes.iter().find_map(|(p, _)| match p {
+        ScopePath::GroupPathway {
+            group: g,
+            pathway: q,
+        } if q.eq_ignore_ascii_case(pathway) && !g.eq_ignore_ascii_case(group) => {
+            Some(p.to_string())
+        }
+        _ => None,
+    })
+}
+
 /// Per-file state while loading: the file's name and which (scope, slot) it has set where.
 struct FileLoad<'a> {
     file: &'a SourceFile,
@@ -281,6 +297,7 @@ fn load_file(schema: &Schema, file: &SourceFile, draft: &mut Draft, errors: &mut
         seen: HashMap::new(),
     };
     for (header, keys) in parse_file(file, errors) {
+        let header_line = header.as_ref().map_or(0, |h| h.0);
         let (written, path) = match header {
             None => (String::new(), ScopePath::Global),
             Some((_, None)) => continue,
@@ -298,6 +315,16 @@ fn load_file(schema: &Schema, file: &SourceFile, draft: &mut Draft, errors: &mut
                 }
             },
         };
+        if let Some(other) = other_group(draft, &path) {
+            errors.push(ConfigError {
+                path: file.name.clone(),
+                line: header_line,
+                section: written,
+                option: String::new(),
+                reason: format!("the pathway is already in {other}; a pathway has one group"),
+            });
+            continue;
+        }
         let scope = draft.scope(&path);
         for (line, key, value) in keys {
             if let Err(reason) =
