@@ -1,6 +1,6 @@
-//! The `config …` console commands, as library functions for the control listener.
-//!
 //! C: the `config` console command family (`config eval`, `config get`, `config set`, …)
+//!
+//! The `config …` console commands, as library functions for the control listener.
 //!
 //! Grammar (`args` is everything after `config `); a scope path is written like a section
 //! header without brackets, quotes around instances optional; an empty path, or `global`, is

@@ -1,6 +1,6 @@
-//! A loaded configuration generation and the fallback resolver.
-//!
 //! C: `ec_config_header` (a configuration transaction), `ec_config_option_fetch_generic()`
+//!
+//! A loaded configuration generation and the fallback resolver.
 //!
 //! A [`Generation`] is immutable once built and shared as `Arc<Generation>`; sessions keep the
 //! one they started with. [`Generation::fetch`] resolves an option through the fallback chain

@@ -1,6 +1,6 @@
-//! Reading configuration files: INI parsing, per-line indexing and option validation.
-//!
 //! C: `ec_config_load()` and the option parsers it drives
+//!
+//! Reading configuration files: INI parsing, per-line indexing and option validation.
 //!
 //! A path is a file, or a directory whose `*.conf` files are read in lexical order of their
 //! names (dotfiles skipped). Each file is parsed with `rust-ini` (quotes and escapes off, so

@@ -1,6 +1,6 @@
-//! The option table: typed option definitions, the slots they get, and the scope kinds.
-//!
 //! C: `ec_config_option_def`, `ec_config_register_option()`
+//!
+//! The option table: typed option definitions, the slots they get, and the scope kinds.
 //!
 //! A [`Schema`] knows the built-in scope kinds (global, `Listen`, `Peer`, `Pathway`,
 //! `Pathway_Group`, `ThreadPool`), the kinds registered at run time (`<Type>_Listener` by the

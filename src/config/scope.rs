@@ -1,6 +1,6 @@
-//! Scope paths: what a section header names, parsed, normalised and written back.
-//!
 //! C: the scope/instance pairs passed to `ec_config_option_fetch_generic()`
+//!
+//! Scope paths: what a section header names, parsed, normalised and written back.
 //!
 //! A section header is a path of `Scope "instance"` pairs: `[ESMTP_Listener]`,
 //! `[ESMTP_Listener Listen "addr"]`, `[ESMTP_Listener Peer "cidr"]`,

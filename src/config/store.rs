@@ -1,6 +1,6 @@
-//! The configuration store: the current generation, reloads, and runtime `set`/`unset`.
-//!
 //! C: `ec_config_fetch_globalconf()`, `ec_config_release()`, the reload transaction
+//!
+//! The configuration store: the current generation, reloads, and runtime `set`/`unset`.
 //!
 //! A [`ConfigStore`] holds the generation in force behind a `RwLock<Arc<Generation>>`:
 //! [`ConfigStore::current`] is a read lock and an `Arc` clone, safe and cheap from any thread.
