@@ -1,6 +1,6 @@
-//! The `config …` console commands, as library functions for the control listener.
-//!
 //! C: the `config` console command family (`config eval`, `config get`, `config set`, …)
+//!
+//! The `config …` console commands, as library functions for the control listener.
 //!
 //! Grammar (`args` is everything after `config `); a scope path is written like a section
 //! header without brackets, quotes around instances optional; an empty path, or `global`, is
@@ -77,7 +77,8 @@ fn reload(store: &ConfigStore) -> Result<String, String> {
 
 fn not_found(store: &ConfigStore, option: &str, path: &ScopePath) -> String {
     if store.schema().is_known(option) {
-        format!("{option}: not valid in {path}")
+        let valid = store.schema().where_valid(option);
+        format!("{option}: not valid in {path} (valid in: {valid})")
     } else {
         format!("{option}: unknown option")
     }

@@ -1,6 +1,6 @@
-//! Configuration errors and warnings, each naming the file, line, section and option.
-//!
 //! C: the `ec_config` error reporting (one message per problem, all collected)
+//!
+//! Configuration errors and warnings, each naming the file, line, section and option.
 //!
 //! Contract: a [`ConfigError`] displays as `path:line: [section] option: reason`, omitting what
 //! is empty: no line (0) gives `path: …`, no path gives no prefix at all, no section drops

@@ -1,6 +1,6 @@
-//! A loaded configuration generation and the fallback resolver.
-//!
 //! C: `ec_config_header` (a configuration transaction), `ec_config_option_fetch_generic()`
+//!
+//! A loaded configuration generation and the fallback resolver.
 //!
 //! A [`Generation`] is immutable once built and shared as `Arc<Generation>`; sessions keep the
 //! one they started with. [`Generation::fetch`] resolves an option through the fallback chain
@@ -28,10 +28,11 @@
 //! naming the function (contract violations). Building a generation returns every error at once.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use super::error::{ConfigError, ConfigErrors};
-use super::peers::PeerTable;
+use super::peers::{IntHasher, PeerTable};
 use super::schema::{RefKind, Schema, Slot};
 use super::scope::ScopePath;
 use super::types::{Cidr, ListenAddr, PeerAddr, Value};
@@ -163,7 +164,8 @@ struct ListenerData {
     scope: Option<ScopeId>,
     peers: PeerTable,
     listens: Vec<ListenData>,
-    listen_index: HashMap<ListenAddr, usize>,
+    /// Keyed with the cheap hasher: Listen addresses are chosen by the administrator.
+    listen_index: HashMap<ListenAddr, usize, BuildHasherDefault<IntHasher>>,
 }
 
 /// The resolved scope chain of one session: owned, `Copy`, no allocation.
@@ -271,9 +273,6 @@ impl Generation {
             }
             s.index = index;
         }
-        for w in &warnings {
-            log::warn!("{w}");
-        }
         g.warnings = warnings;
         Ok(g)
     }
@@ -287,7 +286,7 @@ impl Generation {
                     scope: None,
                     peers: PeerTable::default(),
                     listens: Vec::new(),
-                    listen_index: HashMap::new(),
+                    listen_index: HashMap::default(),
                 });
                 self.listeners.len() - 1
             }

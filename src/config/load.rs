@@ -1,6 +1,6 @@
-//! Reading configuration files: INI parsing, per-line indexing and option validation.
-//!
 //! C: `ec_config_load()` and the option parsers it drives
+//!
+//! Reading configuration files: INI parsing, per-line indexing and option validation.
 //!
 //! A path is a file, or a directory whose `*.conf` files are read in lexical order of their
 //! names (dotfiles skipped). Each file is parsed with `rust-ini` (quotes and escapes off, so
@@ -29,7 +29,7 @@ use ini::{Ini, ParseOption};
 
 use super::error::ConfigError;
 use super::generation::{Draft, Entry, Origin};
-use super::schema::Schema;
+use super::schema::{Schema, Slot};
 use super::scope::{parse_header, ScopePath};
 
 /// One configuration file: the name used in messages, and its text.
@@ -97,9 +97,35 @@ fn strip_comment(s: &str) -> &str {
     s
 }
 
+/// What one logical line is.
+enum LineKind {
+    Blank,
+    Header(String),
+    Key(String),
+    /// A bad line: the reason, and what `rust-ini` is shown instead.
+    Bad(&'static str, &'static str),
+}
+
+fn classify(t: &str) -> LineKind {
+    if t.is_empty() || t.starts_with('#') || t.starts_with(';') {
+        return LineKind::Blank;
+    }
+    if t.starts_with('[') {
+        return match strip_comment(t).trim_end().strip_suffix(']') {
+            Some(inner) => LineKind::Header(inner[1..].trim().to_string()),
+            None => LineKind::Bad("section header must end with ]", "[]"),
+        };
+    }
+    match t.find(['=', ':']) {
+        Some(0) => LineKind::Bad("missing option name before =", ""),
+        Some(k) => LineKind::Key(t[..k].trim().to_string()),
+        None => LineKind::Bad("expected option = value", ""),
+    }
+}
+
 /// Indexes the logical lines of a file and returns a copy of the text in which bad lines are
 /// neutralised (a bad header becomes `[]`, a bad key line blank), so that `rust-ini` parses the
-/// rest and the two views stay aligned.
+/// rest and the two views stay aligned. A line ending in `\` continues on the next one.
 fn index_lines(
     file: &str,
     text: &str,
@@ -121,49 +147,37 @@ fn index_lines(
             logical.push_str(physical[i].trim_end_matches('\r'));
         }
         i += 1;
-        let raw_lines = &physical[start..i];
-        let line_no = start + 1;
-        let t = logical.trim();
-        let bad = |reason: &str| ConfigError {
-            path: file.to_string(),
-            line: line_no,
-            section: String::new(),
-            option: String::new(),
-            reason: reason.to_string(),
-        };
-        let mut replacement: Option<&str> = None;
-        if t.is_empty() || t.starts_with('#') || t.starts_with(';') {
-        } else if t.starts_with('[') {
-            let h = strip_comment(t).trim_end();
-            let header = match h.strip_suffix(']') {
-                Some(inner) => Some(inner[1..].trim().to_string()),
-                None => {
-                    errors.push(bad("section header must end with ]"));
-                    replacement = Some("[]");
-                    None
-                }
-            };
-            sections.push(IndexedSection {
-                header: Some((line_no, header)),
+        let line = start + 1;
+        let mut replacement = None;
+        match classify(logical.trim()) {
+            LineKind::Blank => {}
+            LineKind::Header(h) => sections.push(IndexedSection {
+                header: Some((line, Some(h))),
                 keys: Vec::new(),
-            });
-        } else {
-            match t.find(['=', ':']) {
-                Some(0) => {
-                    errors.push(bad("missing option name before ="));
-                    replacement = Some("");
+            }),
+            LineKind::Key(k) => sections
+                .last_mut()
+                .expect("never empty")
+                .keys
+                .push((line, k)),
+            LineKind::Bad(reason, instead) => {
+                errors.push(ConfigError {
+                    path: file.to_string(),
+                    line,
+                    section: String::new(),
+                    option: String::new(),
+                    reason: reason.to_string(),
+                });
+                if instead == "[]" {
+                    sections.push(IndexedSection {
+                        header: Some((line, None)),
+                        keys: Vec::new(),
+                    });
                 }
-                Some(k) => {
-                    let keys = &mut sections.last_mut().expect("never empty").keys;
-                    keys.push((line_no, t[..k].trim().to_string()));
-                }
-                None => {
-                    errors.push(bad("expected option = value"));
-                    replacement = Some("");
-                }
+                replacement = Some(instead);
             }
         }
-        for (n, raw) in raw_lines.iter().enumerate() {
+        for (n, raw) in physical[start..i].iter().enumerate() {
             match replacement {
                 Some(r) if n == 0 => clean.push_str(r),
                 Some(_) => {}
@@ -210,7 +224,8 @@ fn parse_file(
     let parsed: Vec<_> = ini.iter().collect();
     let aligned = parsed.len() == index.len()
         && parsed.iter().zip(&index).all(|((_, props), sec)| {
-            props.len() == sec.keys.len()
+            // Properties::len() counts distinct keys; a repeated key is an entry of its own.
+            props.iter().count() == sec.keys.len()
                 && props
                     .iter()
                     .zip(&sec.keys)
@@ -238,24 +253,51 @@ fn parse_file(
         .collect()
 }
 
-/// Loads files, in order, into a draft; returns every error.
-pub(crate) fn load_files(schema: &Schema, files: &[SourceFile]) -> Result<Draft, Vec<ConfigError>> {
+/// Loads files, in order, into a draft, appending every error to `errors`. The draft holds
+/// whatever was valid, so that reference checks can still run and report their errors too.
+pub(crate) fn load_files(
+    schema: &Schema,
+    files: &[SourceFile],
+    errors: &mut Vec<ConfigError>,
+) -> Draft {
     let mut draft = Draft::new();
-    let mut errors = Vec::new();
     for file in files {
-        load_file(schema, file, &mut draft, &mut errors);
+        load_file(schema, file, &mut draft, errors);
     }
-    if errors.is_empty() {
-        Ok(draft)
-    } else {
-        Err(errors)
-    }
+    draft
+}
+
+/// For `Pathway_Group "g" Pathway "p"`: the existing group scope of `p` in another group.
+fn other_group(draft: &Draft, path: &ScopePath) -> Option<String> {
+    let ScopePath::GroupPathway { group, pathway } = path else {
+        return None;
+    };
+    draft.scopes.iter().find_map(|(p, _)| match p {
+        ScopePath::GroupPathway {
+            group: g,
+            pathway: q,
+        } if q.eq_ignore_ascii_case(pathway) && !g.eq_ignore_ascii_case(group) => {
+            Some(p.to_string())
+        }
+        _ => None,
+    })
+}
+
+/// Per-file state while loading: the file's name and which (scope, slot) it has set where.
+struct FileLoad<'a> {
+    file: &'a SourceFile,
+    name: Arc<str>,
+    seen: HashMap<(usize, Slot), usize>,
 }
 
 fn load_file(schema: &Schema, file: &SourceFile, draft: &mut Draft, errors: &mut Vec<ConfigError>) {
-    let fname: Arc<str> = Arc::from(file.name.as_str());
-    let mut seen: HashMap<(usize, u32), usize> = HashMap::new();
+    let mut state = FileLoad {
+        file,
+        name: Arc::from(file.name.as_str()),
+        seen: HashMap::new(),
+    };
     for (header, keys) in parse_file(file, errors) {
+        let header_line = header.as_ref().map_or(0, |h| h.0);
         let (written, path) = match header {
             None => (String::new(), ScopePath::Global),
             Some((_, None)) => continue,
@@ -273,52 +315,71 @@ fn load_file(schema: &Schema, file: &SourceFile, draft: &mut Draft, errors: &mut
                 }
             },
         };
+        if let Some(other) = other_group(draft, &path) {
+            errors.push(ConfigError {
+                path: file.name.clone(),
+                line: header_line,
+                section: written,
+                option: String::new(),
+                reason: format!("the pathway is already in {other}; a pathway has one group"),
+            });
+            continue;
+        }
         let scope = draft.scope(&path);
         for (line, key, value) in keys {
-            let err = |reason: String| ConfigError {
-                path: file.name.clone(),
-                line,
-                section: written.clone(),
-                option: key.clone(),
-                reason,
-            };
-            let entry = match check_option(schema, &path, &key, &value) {
-                Ok(slot_value) => slot_value,
-                Err(reason) => {
-                    errors.push(err(reason));
-                    continue;
-                }
-            };
-            if let Some(first) = seen.insert((scope, entry.0 .0), line) {
-                errors.push(err(format!(
-                    "set twice in this file (first at line {first})"
-                )));
-                continue;
-            }
-            let origin = Origin {
-                file: Arc::clone(&fname),
-                line,
-            };
-            let (slot, value) = entry;
-            if let Some(old) = draft.set(
-                scope,
-                Entry {
-                    slot,
-                    value,
-                    origin,
-                },
-            ) {
-                log::info!(
-                    "{}:{}: [{}] {}: overrides the value from {}:{}",
-                    file.name,
+            if let Err(reason) =
+                state.load_key(schema, draft, (scope, &path, &written), line, &key, &value)
+            {
+                errors.push(ConfigError {
+                    path: file.name.clone(),
                     line,
-                    written,
-                    key,
-                    old.origin.file,
-                    old.origin.line
-                );
+                    section: written.clone(),
+                    option: key,
+                    reason,
+                });
             }
         }
+    }
+}
+
+impl FileLoad<'_> {
+    /// Checks one `key = value` line and stores it in the draft.
+    fn load_key(
+        &mut self,
+        schema: &Schema,
+        draft: &mut Draft,
+        (scope, path, written): (usize, &ScopePath, &str),
+        line: usize,
+        key: &str,
+        value: &str,
+    ) -> Result<(), String> {
+        let (slot, value) = check_option(schema, path, key, value)?;
+        if let Some(first) = self.seen.insert((scope, slot), line) {
+            return Err(format!("set twice in this file (first at line {first})"));
+        }
+        let origin = Origin {
+            file: Arc::clone(&self.name),
+            line,
+        };
+        if let Some(old) = draft.set(
+            scope,
+            Entry {
+                slot,
+                value,
+                origin,
+            },
+        ) {
+            log::info!(
+                "{}:{}: [{}] {}: overrides the value from {}:{}",
+                self.file.name,
+                line,
+                written,
+                key,
+                old.origin.file,
+                old.origin.line
+            );
+        }
+        Ok(())
     }
 }
 
@@ -328,10 +389,10 @@ pub(crate) fn check_option(
     path: &ScopePath,
     key: &str,
     text: &str,
-) -> Result<(super::schema::Slot, super::types::Value), String> {
+) -> Result<(Slot, super::types::Value), String> {
     let Some(slot) = schema.slot(key, path.class()) else {
         return Err(if schema.is_known(key) {
-            format!("not valid in a {} scope", class_name(path))
+            format!("not valid here (valid in: {})", schema.where_valid(key))
         } else {
             "unknown option".to_string()
         });
@@ -342,27 +403,6 @@ pub(crate) fn check_option(
         validate(&value)?;
     }
     Ok((slot, value))
-}
-
-fn class_name(path: &ScopePath) -> String {
-    match path {
-        ScopePath::Global => "global".into(),
-        ScopePath::Listener {
-            kind,
-            peer: Some(_),
-            ..
-        } => format!("{kind} Peer"),
-        ScopePath::Listener {
-            kind,
-            listen: Some(_),
-            ..
-        } => format!("{kind} Listen"),
-        ScopePath::Listener { kind, .. } => kind.clone(),
-        ScopePath::Pathway(_) | ScopePath::GroupPathway { .. } => "Pathway".into(),
-        ScopePath::PathwayGroup(_) => "Pathway_Group".into(),
-        ScopePath::ThreadPool(_) => "ThreadPool".into(),
-        ScopePath::Module(m) => m.clone(),
-    }
 }
 
 #[cfg(test)]

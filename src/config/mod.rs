@@ -1,7 +1,7 @@
-//! The scoped configuration system: typed options, INI loading, fallback and generations.
-//!
 //! C: `ec_config_*` (`ec_config_register_option()`, `ec_config_fetch_globalconf()`,
 //! `ec_config_option_fetch_generic()`)
+//!
+//! The scoped configuration system: typed options, INI loading, fallback and generations.
 //!
 //! The pieces, one C concept per file:
 //!

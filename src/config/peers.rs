@@ -1,6 +1,6 @@
-//! Longest-prefix lookup of Peer scopes, without scanning the Peers.
-//!
 //! C: the Peer scope matching inside `ec_config_option_fetch_generic()`
+//!
+//! Longest-prefix lookup of Peer scopes, without scanning the Peers.
 //!
 //! A [`PeerTable`] keeps, per address family, one hash map per prefix length present (longest
 //! first), keyed by the masked network address. A lookup probes at most one map per distinct

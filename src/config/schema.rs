@@ -1,6 +1,6 @@
-//! The option table: typed option definitions, the slots they get, and the scope kinds.
-//!
 //! C: `ec_config_option_def`, `ec_config_register_option()`
+//!
+//! The option table: typed option definitions, the slots they get, and the scope kinds.
 //!
 //! A [`Schema`] knows the built-in scope kinds (global, `Listen`, `Peer`, `Pathway`,
 //! `Pathway_Group`, `ThreadPool`), the kinds registered at run time (`<Type>_Listener` by the
@@ -410,6 +410,36 @@ impl Schema {
             .iter()
             .copied()
             .find(|s| applies(&self.defs[s.index()], class))
+    }
+
+    /// Where option `name` may be set, for messages: `global, ESMTP_Listener Peer, Pathway`.
+    pub fn where_valid(&self, name: &str) -> String {
+        let mut places: Vec<String> = Vec::new();
+        for slot in self
+            .by_name
+            .get(&name.to_ascii_lowercase())
+            .into_iter()
+            .flatten()
+        {
+            let d = &self.defs[slot.index()];
+            let owner = d.owner.unwrap_or("<Type>_Listener");
+            let names = [
+                (Scopes::GLOBAL, "global".to_string()),
+                (Scopes::LISTENER, owner.to_string()),
+                (Scopes::LISTEN, format!("{owner} Listen")),
+                (Scopes::PEER, format!("{owner} Peer")),
+                (Scopes::PATHWAY, "Pathway".to_string()),
+                (Scopes::PATHWAY_GROUP, "Pathway_Group".to_string()),
+                (Scopes::THREADPOOL, "ThreadPool".to_string()),
+                (Scopes::MODULE, owner.to_string()),
+            ];
+            for (bit, place) in names {
+                if d.scopes.contains(bit) && !places.contains(&place) {
+                    places.push(place);
+                }
+            }
+        }
+        places.join(", ")
     }
 
     /// True when some option of this name (any case) is registered, wherever it is valid.

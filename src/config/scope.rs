@@ -1,6 +1,6 @@
-//! Scope paths: what a section header names, parsed, normalised and written back.
-//!
 //! C: the scope/instance pairs passed to `ec_config_option_fetch_generic()`
+//!
+//! Scope paths: what a section header names, parsed, normalised and written back.
 //!
 //! A section header is a path of `Scope "instance"` pairs: `[ESMTP_Listener]`,
 //! `[ESMTP_Listener Listen "addr"]`, `[ESMTP_Listener Peer "cidr"]`,
@@ -248,7 +248,7 @@ fn parse_listener(kind: &str, toks: &[String]) -> Result<RawPath, String> {
         } else {
             ""
         };
-        return Err(format!("unexpected {extra} in a {kind} scope{why}"));
+        return Err(format!("unexpected {extra} in {kind} scope{why}"));
     }
     let path = ScopePath::Listener {
         kind: kind.to_string(),

@@ -1,6 +1,6 @@
-//! The configuration store: the current generation, reloads, and runtime `set`/`unset`.
-//!
 //! C: `ec_config_fetch_globalconf()`, `ec_config_release()`, the reload transaction
+//!
+//! The configuration store: the current generation, reloads, and runtime `set`/`unset`.
 //!
 //! A [`ConfigStore`] holds the generation in force behind a `RwLock<Arc<Generation>>`:
 //! [`ConfigStore::current`] is a read lock and an `Arc` clone, safe and cheap from any thread.
@@ -84,8 +84,11 @@ impl ConfigStore {
     }
 
     fn create(schema: Arc<Schema>, source: Source) -> Result<ConfigStore, ConfigErrors> {
-        let draft = read_source(&schema, &source)?;
-        let generation = Generation::build(Arc::clone(&schema), draft, 1, Vec::new())?;
+        let (draft, errors) = read_source(&schema, &source)?;
+        let generation = build(&schema, draft, errors, 1, Vec::new())?;
+        for w in generation.warnings() {
+            log::warn!("{w}");
+        }
         Ok(ConfigStore {
             schema,
             source,
@@ -114,6 +117,9 @@ impl ConfigStore {
     }
 
     fn commit(&self, g: Generation) -> Arc<Generation> {
+        for w in g.warnings() {
+            log::warn!("{w}");
+        }
         let g = Arc::new(g);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&g);
         g
@@ -124,9 +130,9 @@ impl ConfigStore {
     pub fn reload(&self) -> Result<Arc<Generation>, ConfigErrors> {
         let _guard = self.update.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.current();
-        let mut draft = read_source(&self.schema, &self.source)?;
+        let (mut draft, errors) = read_source(&self.schema, &self.source)?;
         let warnings = keep_restart_values(&self.schema, &old, &mut draft);
-        let g = Generation::build(Arc::clone(&self.schema), draft, old.number() + 1, warnings)?;
+        let g = build(&self.schema, draft, errors, old.number() + 1, warnings)?;
         log::info!("configuration generation {} in force", g.number());
         Ok(self.commit(g))
     }
@@ -235,7 +241,9 @@ impl ConfigStore {
     }
 }
 
-fn read_source(schema: &Schema, source: &Source) -> Result<Draft, ConfigErrors> {
+/// Reads and checks the source. Returns the draft and the errors found so far; reference
+/// errors come later, from [`build`].
+fn read_source(schema: &Schema, source: &Source) -> Result<(Draft, LoadErrors), ConfigErrors> {
     let files = match source {
         Source::Path(p) => read_path(p).map_err(ConfigErrors)?,
         Source::Text { name, text } => vec![SourceFile {
@@ -243,7 +251,35 @@ fn read_source(schema: &Schema, source: &Source) -> Result<Draft, ConfigErrors> 
             text: text.clone(),
         }],
     };
-    load_files(schema, &files).map_err(ConfigErrors)
+    let mut errors = Vec::new();
+    let draft = load_files(schema, &files, &mut errors);
+    let files = files.into_iter().map(|f| f.name).collect();
+    Ok((draft, LoadErrors { errors, files }))
+}
+
+/// Errors found while loading, and the files in load order (to sort all errors by file, line).
+struct LoadErrors {
+    errors: Vec<ConfigError>,
+    files: Vec<String>,
+}
+
+/// Builds a generation, reporting load errors and reference errors together.
+fn build(
+    schema: &Arc<Schema>,
+    draft: Draft,
+    load: LoadErrors,
+    number: u64,
+    warnings: Vec<ConfigError>,
+) -> Result<Generation, ConfigErrors> {
+    let mut all = load.errors;
+    match Generation::build(Arc::clone(schema), draft, number, warnings) {
+        Ok(g) if all.is_empty() => return Ok(g),
+        Ok(_) => {}
+        Err(ConfigErrors(more)) => all.extend(more),
+    }
+    let files = load.files;
+    all.sort_by_key(|e| (files.iter().position(|f| *f == e.path), e.line));
+    Err(ConfigErrors(all))
 }
 
 /// Puts the running value of restart-required options back into `draft`, returning warnings.

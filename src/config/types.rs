@@ -1,6 +1,6 @@
-//! Option types, typed values and the parsers behind them.
-//!
 //! C: `ECCFGTYPE_*` and the `ec_config_value` parsers
+//!
+//! Option types, typed values and the parsers behind them.
 //!
 //! Every option has an [`OptionType`]; [`OptionType::parse`] turns the text written in a file
 //! (or given to `config set`) into a [`Value`], and `Display` for [`Value`] writes it back in

@@ -1,0 +1,155 @@
+//! Console operations: eval/get/set/unset/show/reload, and the round trip of `show`.
+
+#[path = "util/config_schema.rs"]
+mod config_schema;
+
+use std::path::Path;
+
+use netlistener::config::console::config_command;
+use netlistener::config::*;
+
+fn round_trips(store: &ConfigStore) {
+    let text = store.show();
+    let (schema, _) = config_schema::schema();
+    let again = ConfigStore::from_str(schema, "shown.conf", &text)
+        .unwrap_or_else(|e| panic!("show output does not load:\n{e}\n--- text ---\n{text}"));
+    assert!(
+        store.current().same_config(&again.current()),
+        "show output loads to a different generation:\n{text}\n--- reshown ---\n{}",
+        again.show()
+    );
+    assert_eq!(again.show(), text, "show is not a fixed point");
+}
+
+#[test]
+fn show_round_trips_every_golden_configuration() {
+    for case in ["fallback", "multi_file", "show", "pool_fallback"] {
+        let (schema, _) = config_schema::schema();
+        let store = ConfigStore::load(schema, &Path::new("tests/data/config").join(case)).unwrap();
+        round_trips(&store);
+    }
+}
+
+#[test]
+fn show_round_trips_after_set_and_unset() {
+    let (schema, _) = config_schema::schema();
+    let store = ConfigStore::load(schema, Path::new("tests/data/config/show")).unwrap();
+    store
+        .set(
+            "ESMTP_Listener Peer 2001:db8::/32",
+            "SMTP_Extensions",
+            "\"a, b\", c",
+        )
+        .unwrap();
+    store.set("", "Banner", "  spaced  ").unwrap();
+    store
+        .set("Pathway \"two words\"", "Banner", "\"quoted\"")
+        .unwrap();
+    store.set("ThreadPool fast", "Concurrency", "16").unwrap();
+    store.unset("Maildir", "Directory").unwrap();
+    assert_eq!(store.current().number(), 6);
+    round_trips(&store);
+}
+
+#[test]
+fn same_config_notices_a_difference() {
+    let (schema, _) = config_schema::schema();
+    let a =
+        ConfigStore::from_str(schema.clone(), "a", "[ESMTP_Listener]\nIdle_Time = 5\n").unwrap();
+    let b =
+        ConfigStore::from_str(schema.clone(), "b", "[ESMTP_Listener]\nIdle_Time = 6\n").unwrap();
+    let c = ConfigStore::from_str(
+        schema,
+        "c",
+        "[ESMTP_Listener]\nIdle_Time = 5\n[Echo_Listener]\n",
+    )
+    .unwrap();
+    assert!(!a.current().same_config(&b.current()));
+    assert!(!a.current().same_config(&c.current()));
+    assert!(a.current().same_config(&a.current()));
+}
+
+#[test]
+fn set_and_unset_make_new_generations_and_leave_old_ones_alone() {
+    let (schema, s) = config_schema::schema();
+    let text = "Idle_Time = 900\n[ESMTP_Listener Peer \"10.0.0.0/8\"]\nIdle_Time = 300\n";
+    let store = ConfigStore::from_str(schema, "t.conf", text).unwrap();
+    let old = store.current();
+    let cmd = |c: &str| config_command(&store, c);
+    assert_eq!(
+        cmd("eval ESMTP_Listener Listen 127.0.0.1:2525 Peer 10.1.2.3 Idle_Time"),
+        Ok("Idle_Time = 300 (from ESMTP_Listener Peer \"10.0.0.0/8\")".to_string())
+    );
+    assert_eq!(
+        cmd("set ESMTP_Listener Peer \"10.0.0.0/8\" Idle_Time 5m"),
+        Ok("ok: generation 2".into())
+    );
+    assert_eq!(
+        cmd("get ESMTP_Listener Peer 10.0.0.0/8 idle_time"),
+        Ok("Idle_Time = 300".into())
+    );
+    assert_eq!(
+        cmd("unset ESMTP_Listener Peer 10.0.0.0/8 Idle_Time"),
+        Ok("ok: generation 3".into())
+    );
+    assert_eq!(
+        cmd("eval ESMTP_Listener Peer 10.1.2.3 Idle_Time"),
+        Ok("Idle_Time = 900 (from global)".into())
+    );
+    assert_eq!(
+        cmd("get ESMTP_Listener Peer 10.0.0.0/8 Idle_Time"),
+        Ok("Idle_Time is not set in ESMTP_Listener Peer \"10.0.0.0/8\"".into())
+    );
+    // The Peer scope survives the unset.
+    assert!(store
+        .show()
+        .contains("[ESMTP_Listener Peer \"10.0.0.0/8\"]"));
+    let peer = PeerAddr::Ip("10.1.2.3".parse().unwrap());
+    let f = old.fetch(s.idle_time, "ESMTP_Listener", None, Some(&peer));
+    assert_eq!(
+        f.value.as_duration().as_secs(),
+        300,
+        "generation 1 changed under a session"
+    );
+}
+
+#[test]
+fn console_errors() {
+    let (schema, _) = config_schema::schema();
+    let store = ConfigStore::from_str(schema, "t.conf", "").unwrap();
+    let cmd = |c: &str| config_command(&store, c);
+    assert!(cmd("frobnicate").unwrap_err().starts_with("usage:"));
+    assert!(cmd("").unwrap_err().starts_with("usage:"));
+    assert_eq!(
+        cmd("set Banner \"a #b\""),
+        Err("<console>: Banner: a value cannot hold line breaks, \" #\" or \" ;\"".into())
+    );
+    assert_eq!(
+        cmd("eval ESMTP_Listener Peer 10.0.0.0/8 Idle_Time"),
+        Err("\"10.0.0.0/8\" is not an IP address (or \"unix\")".into())
+    );
+    assert_eq!(
+        cmd("get Peer 10.0.0.0/8 Deny"),
+        Err("Peer must follow a <Type>_Listener scope".into())
+    );
+    assert_eq!(
+        cmd("unset ThreadPool x Concurrency"),
+        Err("<console>: [ThreadPool \"x\"] Concurrency: is not set in this scope".into())
+    );
+    assert_eq!(
+        store.current().number(),
+        1,
+        "failed commands must not make generations"
+    );
+}
+
+#[test]
+fn console_reload_reports_generation() {
+    let (schema, _) = config_schema::schema();
+    let store =
+        ConfigStore::from_str(schema, "t.conf", "[ESMTP_Listener]\nPool_Name = gone\n").unwrap();
+    assert_eq!(
+        config_command(&store, "reload"),
+        Ok("ok: generation 2\nwarning: t.conf:2: [ESMTP_Listener] Pool_Name: names no ThreadPool \"gone\"; using IO".into())
+    );
+}

@@ -1,0 +1,236 @@
+//! The fallback chain, one row per level, through `Generation::fetch` and `fetch_in`.
+
+#[path = "util/config_schema.rs"]
+mod config_schema;
+
+use std::time::Duration;
+
+use netlistener::config::*;
+
+const CONF: &str = r#"
+Idle_Time = 900
+Banner = global
+
+[Pathway "inbound"]
+Idle_Time = 60
+Banner = inbound
+
+[Pathway "solo"]
+Banner = solo
+
+[Pathway_Group "edge"]
+Idle_Time = 45
+Banner = edge
+Max_Message_Size = 20m
+
+[Pathway_Group "edge" Pathway "partners"]
+Idle_Time = 30
+
+[Pathway "partners"]
+Banner = partners
+
+[ESMTP_Listener]
+Pathway = inbound
+Listener_Sessions = 100
+
+[ESMTP_Listener Listen "127.0.0.1:2525"]
+Concurrency = 2
+Idle_Time = 300
+
+[ESMTP_Listener Listen "[::1]:2525"]
+Pathway = partners
+
+[ESMTP_Listener Listen "127.0.0.1:2526"]
+Pathway = ""
+
+[ESMTP_Listener Listen "127.0.0.1:2525" Peer "10.0.0.0/8"]
+Deny = true
+Listener_Sessions = 1
+
+[ESMTP_Listener Listen "127.0.0.1:2525" Peer "10.2.0.0/16"]
+Pathway = solo
+
+[ESMTP_Listener Peer "10.0.0.0/8"]
+Idle_Time = 120
+Listener_Sessions = 10
+
+[ESMTP_Listener Peer "10.1.0.0/16"]
+Idle_Time = 20
+
+[ESMTP_Listener Peer "10.1.2.0/24"]
+Idle_Time = 15
+
+[ESMTP_Listener Peer "127.0.0.0/8"]
+Idle_Time = 7
+
+[ESMTP_Listener Peer "::1"]
+Idle_Time = 6
+
+[ESMTP_Listener Peer "2001:db8::/32"]
+Idle_Time = 11
+
+[Echo_Listener Listen "*:7"]
+Idle_Time = 1
+"#;
+
+struct Row {
+    kind: &'static str,
+    listen: Option<&'static str>,
+    peer: Option<&'static str>,
+    option: &'static str,
+    value: &'static str,
+    scope: &'static str,
+}
+
+const fn row(
+    kind: &'static str,
+    listen: Option<&'static str>,
+    peer: Option<&'static str>,
+    option: &'static str,
+    value: &'static str,
+    scope: &'static str,
+) -> Row {
+    Row {
+        kind,
+        listen,
+        peer,
+        option,
+        value,
+        scope,
+    }
+}
+
+const E: &str = "ESMTP_Listener";
+const L1: Option<&str> = Some("127.0.0.1:2525");
+const L6: Option<&str> = Some("[::1]:2525");
+
+#[rustfmt::skip]
+const TABLE: &[Row] = &[
+    // 1. Listen::Peer beats everything, including a longer listener-level Peer.
+    row(E, L1, Some("10.1.2.3"), "Deny", "true", r#"ESMTP_Listener Listen "127.0.0.1:2525" Peer "10.0.0.0/8""#),
+    row(E, L1, Some("10.1.2.3"), "Listener_Sessions", "1", r#"ESMTP_Listener Listen "127.0.0.1:2525" Peer "10.0.0.0/8""#),
+    // 2. Listener::Peer, longest prefix among overlapping blocks; beats Listen.
+    row(E, L1, Some("10.1.2.3"), "Idle_Time", "15", r#"ESMTP_Listener Peer "10.1.2.0/24""#),
+    row(E, L1, Some("10.1.9.9"), "Idle_Time", "20", r#"ESMTP_Listener Peer "10.1.0.0/16""#),
+    row(E, L1, Some("10.9.9.9"), "Idle_Time", "120", r#"ESMTP_Listener Peer "10.0.0.0/8""#),
+    row(E, None, Some("10.9.9.9"), "Listener_Sessions", "10", r#"ESMTP_Listener Peer "10.0.0.0/8""#),
+    // v4-mapped v6 peers match IPv4 rules; IPv6 text is normalised.
+    row(E, L1, Some("::ffff:10.1.2.3"), "Idle_Time", "15", r#"ESMTP_Listener Peer "10.1.2.0/24""#),
+    row(E, L1, Some("2001:DB8:0::1"), "Idle_Time", "11", r#"ESMTP_Listener Peer "2001:db8::/32""#),
+    // Unix peers count as loopback; ::1/128 is more specific than 127.0.0.0/8.
+    row(E, L1, Some("unix"), "Idle_Time", "6", r#"ESMTP_Listener Peer "::1/128""#),
+    row(E, L1, Some("127.0.0.9"), "Idle_Time", "7", r#"ESMTP_Listener Peer "127.0.0.0/8""#),
+    // 3. Listen.
+    row(E, L1, Some("192.0.2.1"), "Idle_Time", "300", r#"ESMTP_Listener Listen "127.0.0.1:2525""#),
+    row(E, L1, Some("10.1.2.3"), "Concurrency", "2", r#"ESMTP_Listener Listen "127.0.0.1:2525""#),
+    // 4. The listener.
+    row(E, L1, Some("192.0.2.1"), "Listener_Sessions", "100", "ESMTP_Listener"),
+    // 5. The pathway named by the listener: a pathway outside any group.
+    row(E, Some("127.0.0.1:9"), Some("192.0.2.1"), "Idle_Time", "60", r#"Pathway "inbound""#),
+    row(E, L1, Some("192.0.2.1"), "Banner", "inbound", r#"Pathway "inbound""#),
+    // Pathway named by a Listen, in a group: group pathway → pathway → group.
+    row(E, L6, None, "Idle_Time", "30", r#"Pathway_Group "edge" Pathway "partners""#),
+    row(E, L6, None, "Banner", "partners", r#"Pathway "partners""#),
+    row(E, L6, None, "Max_Message_Size", "20m", r#"Pathway_Group "edge""#),
+    // Pathway named by a Listen::Peer (the Pathway option itself falls back).
+    row(E, L1, Some("10.2.3.4"), "Banner", "solo", r#"Pathway "solo""#),
+    // An explicit empty Pathway: no pathway, straight to global.
+    row(E, Some("127.0.0.1:2526"), None, "Banner", "global", "global"),
+    // 6. Global, 7. default.
+    row(E, L1, Some("192.0.2.1"), "Max_Message_Size", "10m", "default"),
+    row("Echo_Listener", Some("0.0.0.0:7"), Some("10.1.2.3"), "Idle_Time", "1", r#"Echo_Listener Listen "0.0.0.0:7""#),
+    row("Echo_Listener", Some("0.0.0.0:8"), None, "Idle_Time", "900", "global"),
+    row("Echo_Listener", None, None, "Banner", "global", "global"),
+    row("No_Such_Listener", None, None, "Idle_Time", "900", "global"),
+    row(E, L1, Some("192.0.2.1"), "File_Mode", "0660", "default"),
+];
+
+fn load() -> (std::sync::Arc<Generation>, config_schema::Slots) {
+    let (schema, slots) = config_schema::schema();
+    let store = ConfigStore::from_str(schema, "table.conf", CONF).unwrap_or_else(|e| panic!("{e}"));
+    (store.current(), slots)
+}
+
+#[test]
+fn every_fallback_level() {
+    let (g, _) = load();
+    let mut failures = Vec::new();
+    for (i, r) in TABLE.iter().enumerate() {
+        let listen: Option<ListenAddr> = r.listen.map(|l| l.parse().unwrap());
+        let peer: Option<PeerAddr> = r.peer.map(|p| p.parse().unwrap());
+        let slot = g
+            .schema()
+            .options()
+            .find(|(_, d)| {
+                d.name == r.option && d.scopes.intersects(Scopes::LISTENER_ALL | Scopes::PATHWAY)
+            })
+            .map(|(s, _)| s)
+            .unwrap();
+        let f = g.fetch(slot, r.kind, listen.as_ref(), peer.as_ref());
+        let chain = g.chain(r.kind, listen.as_ref(), peer.as_ref());
+        assert_eq!(
+            g.fetch_in(&chain, slot),
+            f,
+            "row {i}: fetch_in differs from fetch"
+        );
+        let got = (f.value.to_string(), g.scope_name(f.scope));
+        if got != (r.value.to_string(), r.scope.to_string()) {
+            failures.push(format!(
+                "row {i} {} {:?} {:?} {}: expected {} from {}, got {} from {}",
+                r.kind, r.listen, r.peer, r.option, r.value, r.scope, got.0, got.1
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn generation_inventory() {
+    let (g, s) = load();
+    assert_eq!(g.listener_kinds(), ["ESMTP_Listener", "Echo_Listener"]);
+    let listens: Vec<String> = g
+        .listens("esmtp_listener")
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    assert_eq!(listens, ["127.0.0.1:2525", "[::1]:2525", "127.0.0.1:2526"]);
+    assert_eq!(g.threadpools(), ["IO", "CPU"]);
+    assert_eq!(
+        g.global(s.idle_time).as_duration(),
+        Duration::from_secs(900)
+    );
+    assert_eq!(g.global(s.log_level).as_str(), "info");
+    let peer = PeerAddr::Ip("10.1.2.3".parse().unwrap());
+    let f = g.fetch(s.idle_time, "ESMTP_Listener", None, Some(&peer));
+    assert_eq!(g.scope_cidr(f.scope), Some("10.1.2.0/24".parse().unwrap()));
+    assert_eq!(g.scope_cidr(ScopeId::GLOBAL), None);
+    assert_eq!(g.scope_cidr(ScopeId::DEFAULT), None);
+}
+
+#[test]
+fn threadpool_and_module_scopes() {
+    let (schema, s) = config_schema::schema();
+    let text = "[ThreadPool \"smtp\"]\nConcurrency = 8\n[Maildir]\nDirectory = /srv/mail\n";
+    let g = ConfigStore::from_str(schema, "t.conf", text)
+        .unwrap()
+        .current();
+    let conc = g
+        .schema()
+        .slot("Concurrency", ScopeClass::ThreadPool)
+        .unwrap();
+    assert_eq!(g.threadpool("SMTP", conc).as_int(), 8);
+    assert_eq!(g.threadpool("IO", conc).as_int(), 4);
+    assert_eq!(g.threadpools(), ["IO", "CPU", "smtp"]);
+    assert_eq!(g.module("maildir", s.directory).as_str(), "/srv/mail");
+}
+
+#[test]
+#[should_panic(expected = "Generation::fetch_in")]
+fn chain_of_another_generation_panics() {
+    let (schema, s) = config_schema::schema();
+    let store = ConfigStore::from_str(schema, "t.conf", "Idle_Time = 5\n").unwrap();
+    let old = store.current();
+    let chain = old.chain("ESMTP_Listener", None, None);
+    let new = store.set("", "Idle_Time", "6").unwrap();
+    new.fetch_in(&chain, s.idle_time);
+}

@@ -1,0 +1,201 @@
+//! Generations: reload keeps the old one on error, restart-required options, sessions keeping
+//! their generation, and readers racing reloads.
+
+#[path = "util/config_schema.rs"]
+mod config_schema;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use netlistener::config::*;
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p =
+            std::env::temp_dir().join(format!("netlistener-config-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    /// Replaces a file atomically (write aside, rename), as an administrator's editor would.
+    fn write(&self, name: &str, text: &str) {
+        let tmp = self.0.join(format!(".{name}.tmp"));
+        fs::write(&tmp, text).unwrap();
+        fs::rename(&tmp, self.0.join(name)).unwrap();
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn broken_reload_keeps_the_old_generation() {
+    let dir = TempDir::new("broken");
+    let (schema, s) = config_schema::schema();
+    dir.write("10-main.conf", "[ESMTP_Listener]\nIdle_Time = 60\n");
+    let store = ConfigStore::load(schema, dir.path()).unwrap();
+    let g1 = store.current();
+    assert_eq!(g1.number(), 1);
+
+    dir.write(
+        "10-main.conf",
+        "[ESMTP_Listener]\nIdle_Time = 61\nDeny = true\n",
+    );
+    dir.write("20-more.conf", "[Bogus]\nIdle_Time = x\n");
+    let errors = store.reload().unwrap_err();
+    let text = errors.to_string();
+    assert_eq!(errors.0.len(), 2, "{text}");
+    assert!(
+        text.contains("10-main.conf:3: [ESMTP_Listener] Deny: not valid here"),
+        "{text}"
+    );
+    assert!(
+        text.contains("20-more.conf:1: [Bogus] unknown scope Bogus"),
+        "{text}"
+    );
+    let still = store.current();
+    assert_eq!(still.number(), 1);
+    assert!(Arc::ptr_eq(&still, &g1));
+    let f = still.fetch(s.idle_time, "ESMTP_Listener", None, None);
+    assert_eq!(f.value.as_duration(), Duration::from_secs(60));
+
+    fs::remove_file(dir.path().join("20-more.conf")).unwrap();
+    dir.write("10-main.conf", "[ESMTP_Listener]\nIdle_Time = 61\n");
+    let g2 = store.reload().unwrap();
+    assert_eq!(g2.number(), 2);
+    let f = g2.fetch(s.idle_time, "ESMTP_Listener", None, None);
+    assert_eq!(f.value.as_duration(), Duration::from_secs(61));
+    // A session that started on generation 1 still sees it.
+    assert_eq!(
+        g1.fetch(s.idle_time, "ESMTP_Listener", None, None)
+            .value
+            .as_duration()
+            .as_secs(),
+        60
+    );
+}
+
+#[test]
+fn restart_required_option_is_kept_and_the_rest_committed() {
+    let dir = TempDir::new("restart");
+    let (schema, s) = config_schema::schema();
+    let conf = |backlog: u32, idle: u32| {
+        format!("[ESMTP_Listener Listen \"127.0.0.1:25\"]\nListen_Backlog = {backlog}\nIdle_Time = {idle}\n")
+    };
+    dir.write("main.conf", &conf(100, 10));
+    let store = ConfigStore::load(schema, &dir.path().join("main.conf")).unwrap();
+    dir.write("main.conf", &conf(200, 20));
+    let g = store.reload().unwrap();
+    let listen: ListenAddr = "127.0.0.1:25".parse().unwrap();
+    let get = |slot| {
+        g.fetch(slot, "ESMTP_Listener", Some(&listen), None)
+            .value
+            .clone()
+    };
+    assert_eq!(get(s.listen_backlog), Value::Int(100));
+    assert_eq!(get(s.idle_time), Value::Duration(Duration::from_secs(20)));
+    let warnings: Vec<String> = store.warnings().iter().map(|w| w.to_string()).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].ends_with(
+            "main.conf:2: [ESMTP_Listener Listen \"127.0.0.1:25\"] Listen_Backlog: \
+             changed, but takes effect only after a restart; keeping 100"
+        ),
+        "{warnings:?}"
+    );
+    // Removing it also waits for a restart; a new Listen scope may set it freely.
+    dir.write(
+        "main.conf",
+        "[ESMTP_Listener Listen \"127.0.0.1:25\"]\n[ESMTP_Listener Listen \"127.0.0.1:26\"]\nListen_Backlog = 7\n",
+    );
+    let g = store.reload().unwrap();
+    let l26: ListenAddr = "127.0.0.1:26".parse().unwrap();
+    assert_eq!(
+        g.fetch(s.listen_backlog, "ESMTP_Listener", Some(&listen), None)
+            .value
+            .as_int(),
+        100
+    );
+    assert_eq!(
+        g.fetch(s.listen_backlog, "ESMTP_Listener", Some(&l26), None)
+            .value
+            .as_int(),
+        7
+    );
+    assert_eq!(g.warnings().len(), 1);
+}
+
+/// Writers reload configurations in which two options always hold the same number; readers
+/// check that every generation they see is internally consistent and that numbers never go
+/// backwards. A torn swap would show two different numbers.
+#[test]
+fn readers_never_see_a_torn_generation() {
+    let dir = TempDir::new("race");
+    let (schema, s) = config_schema::schema();
+    let conf = |n: u32| {
+        format!("[ESMTP_Listener]\nIdle_Time = {n}\nListener_Sessions = {n}\n[ESMTP_Listener Peer \"10.0.0.0/8\"]\nBanner = b{n}\n")
+    };
+    dir.write("main.conf", &conf(0));
+    let store = Arc::new(ConfigStore::load(schema, dir.path()).unwrap());
+    let done = Arc::new(AtomicBool::new(false));
+    let peer = PeerAddr::Ip("10.1.2.3".parse().unwrap());
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, done) = (Arc::clone(&store), Arc::clone(&done));
+            let (idle, sessions, banner) = (s.idle_time, s.listener_sessions, s.banner);
+            thread::spawn(move || {
+                let (mut last, mut seen) = (0, 0u64);
+                while !done.load(Ordering::Relaxed) || seen == 0 {
+                    let g = store.current();
+                    assert!(g.number() >= last, "generation went backwards");
+                    last = g.number();
+                    let chain = g.chain("ESMTP_Listener", None, Some(&peer));
+                    let a = g.fetch_in(&chain, idle).value.as_duration().as_secs() as i64;
+                    let b = g.fetch_in(&chain, sessions).value.as_int();
+                    let c = g.fetch_in(&chain, banner).value.as_str().to_string();
+                    assert_eq!(a, b, "torn generation {}", g.number());
+                    assert_eq!(format!("b{a}"), c, "torn generation {}", g.number());
+                    seen += 1;
+                }
+                (last, seen)
+            })
+        })
+        .collect();
+    for n in 1..=200 {
+        dir.write("main.conf", &conf(n));
+        let g = store.reload().unwrap();
+        assert_eq!(g.number(), u64::from(n) + 1);
+    }
+    done.store(true, Ordering::Relaxed);
+    for r in readers {
+        let (last, seen) = r.join().expect("reader panicked");
+        assert!(seen > 0 && last >= 1);
+    }
+    assert_eq!(
+        store.current().global(s.idle_time).as_duration().as_secs(),
+        300
+    );
+}
+
+#[test]
+fn shared_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<ConfigStore>();
+    send_sync::<Generation>();
+    send_sync::<Chain>();
+    send_sync::<ScopeId>();
+    send_sync::<Schema>();
+}
