@@ -869,3 +869,7 @@ fn address(addr: &[u8], smtputf8: bool, syntax: Reply) -> Result<&str, Reply> {
     }
     Ok(s)
 }
+
+#[cfg(test)]
+#[path = "protocol_tests.rs"]
+mod tests;
