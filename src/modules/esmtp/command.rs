@@ -202,6 +202,18 @@ pub(crate) fn parse_u64(s: &[u8]) -> Option<u64> {
     })
 }
 
+/// `BDAT <size> [LAST]`.
+pub(crate) fn parse_bdat(args: &[u8]) -> Option<(u64, bool)> {
+    let mut words = args.split(|&b| b == b' ').filter(|w| !w.is_empty());
+    let size = parse_u64(words.next()?)?;
+    let last = match words.next() {
+        None => false,
+        Some(w) if w.eq_ignore_ascii_case(b"LAST") => true,
+        Some(_) => return None,
+    };
+    words.next().is_none().then_some((size, last))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,6 +290,16 @@ mod tests {
             Err(ArgError::Unsupported)
         );
         assert_eq!(mail_params(b"SMTPUTF8", none), Err(ArgError::Unsupported));
+    }
+
+    #[test]
+    fn bdat_arguments() {
+        assert_eq!(parse_bdat(b"10"), Some((10, false)));
+        assert_eq!(parse_bdat(b"0  last"), Some((0, true)));
+        assert_eq!(parse_bdat(b"10 LAST x"), None);
+        assert_eq!(parse_bdat(b"10 FIRST"), None);
+        assert_eq!(parse_bdat(b"-1"), None);
+        assert_eq!(parse_bdat(b""), None);
     }
 
     #[test]

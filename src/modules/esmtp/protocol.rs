@@ -34,7 +34,7 @@
 //! | unknown verb | `500 5.5.2 Error: command not recognized` |
 //! | command line over 512 octets (discarded, not buffered) | `500 5.5.0 Error: command line too long` |
 //! | bare LF / bare CR in a command line (`Bare_LF = Reject`) | `500 5.5.2 Error: bare <CR> or <LF> in command line` |
-//! | EXPN, TURN, ETRN, ATRN, AUTH, SEND, SOML, SAML, STARTTLS; BDAT without CHUNKING | `502 5.5.1 Error: command not implemented` |
+//! | EXPN, TURN, ETRN, ATRN, AUTH, SEND, SOML, SAML, STARTTLS; BDAT without CHUNKING or after HELO | `502 5.5.1 Error: command not implemented` |
 //! | bad MAIL / RCPT path (missing `<>`…) | `501 5.1.7` / `501 5.1.3 Syntax: MAIL FROM:<address>` / `RCPT TO:<address>` |
 //! | malformed parameter (`SIZE=x`) | `501 5.5.4 Error: malformed parameter` |
 //! | parameter of an extension not advertised, or unknown | `555 5.5.4 Error: unsupported parameter` |
@@ -66,7 +66,7 @@
 use std::sync::Arc;
 
 use super::command::{self, Allowed, ArgError, MailParams, Verb};
-use super::reply::{self, r, Reply};
+use super::reply::{self, Reply, *};
 use super::scan::{find1, find2};
 
 pub use super::params::{BareLf, Extensions, Params};
@@ -168,6 +168,35 @@ enum Step {
 /// One SMTP server session.
 ///
 /// C: the per-connection `esmtp` closure hung on the session's `Event`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use netlistener::modules::esmtp::protocol::{BodySink, Next, Params, Session};
+///
+/// struct Collect(Vec<u8>);
+/// impl BodySink for Collect {
+///     fn start(&mut self) { self.0.clear() }
+///     fn data(&mut self, chunk: &[u8]) { self.0.extend_from_slice(chunk) }
+///     fn abort(&mut self) { self.0.clear() }
+/// }
+///
+/// let mut session = Session::new(Arc::new(Params::default()), 1);
+/// let (mut out, mut body) = (Vec::new(), Collect(Vec::new()));
+/// session.greeting(&mut out);
+/// // The client pipelines a whole transaction; the last line is still incomplete.
+/// let input = b"EHLO client\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n\
+///               DATA\r\n..hi\r\n.\r\nQUI";
+/// let feed = session.feed(input, &mut out, &mut body);
+/// assert_eq!(feed.next, Next::Deliver);
+/// assert_eq!(body.0, b".hi\r\n");
+/// assert_eq!(session.envelope().2, ["b@example.net"]);
+/// session.delivery_done(Ok("Q1".into()), &mut out);
+/// // Resume with the unconsumed tail plus the next read.
+/// let rest = [&input[feed.consumed..], b"T\r\n"].concat();
+/// let feed = session.feed(&rest, &mut out, &mut body);
+/// assert_eq!((feed.consumed, feed.next), (rest.len(), Next::Close));
+/// assert!(out.ends_with(b"250 2.0.0 Ok: queued as Q1\r\n221 2.0.0 Bye\r\n"));
+/// ```
 #[derive(Debug)]
 pub struct Session {
     params: Arc<Params>,
@@ -187,51 +216,6 @@ pub struct Session {
     sink_open: bool,
     stale: bool,
 }
-
-const OK: Reply = r("250", "2.0.0", "Ok");
-const MAIL_OK: Reply = r("250", "2.1.0", "Ok");
-const RCPT_OK: Reply = r("250", "2.1.5", "Ok");
-const BYE: Reply = r("221", "2.0.0", "Bye");
-const GO_AHEAD: Reply = r("354", "", "End data with <CR><LF>.<CR><LF>");
-const VRFY: Reply = r(
-    "252",
-    "2.0.0",
-    "Cannot VRFY user, but will accept message and attempt delivery",
-);
-const HELP: Reply = r(
-    "214",
-    "2.0.0",
-    "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP",
-);
-const UNKNOWN: Reply = r("500", "5.5.2", "Error: command not recognized");
-const TOO_LONG: Reply = r("500", "5.5.0", "Error: command line too long");
-const BARE_CMD: Reply = r("500", "5.5.2", "Error: bare <CR> or <LF> in command line");
-const NOT_IMPL: Reply = r("502", "5.5.1", "Error: command not implemented");
-const SYNTAX_EHLO: Reply = r("501", "5.5.4", "Syntax: EHLO hostname");
-const SYNTAX_HELO: Reply = r("501", "5.5.4", "Syntax: HELO hostname");
-const SYNTAX_MAIL: Reply = r("501", "5.1.7", "Syntax: MAIL FROM:<address>");
-const SYNTAX_RCPT: Reply = r("501", "5.1.3", "Syntax: RCPT TO:<address>");
-const SYNTAX_PARAM: Reply = r("501", "5.5.4", "Error: malformed parameter");
-const SYNTAX_NOARG: Reply = r("501", "5.5.4", "Syntax: this command takes no argument");
-const SYNTAX_VRFY: Reply = r("501", "5.5.4", "Syntax: VRFY address");
-const SYNTAX_BDAT: Reply = r("501", "5.5.4", "Syntax: BDAT count [LAST]");
-const UNSUPPORTED: Reply = r("555", "5.5.4", "Error: unsupported parameter");
-const NEED_UTF8: Reply = r("553", "5.6.7", "Error: non-ASCII address requires SMTPUTF8");
-const NEED_HELO: Reply = r("503", "5.5.1", "Error: send HELO/EHLO first");
-const NESTED: Reply = r("503", "5.5.1", "Error: nested MAIL command");
-const NEED_MAIL: Reply = r("503", "5.5.1", "Error: need MAIL command");
-const MIXED: Reply = r("503", "5.5.1", "Error: DATA and BDAT cannot be mixed");
-const RCPT_LATE: Reply = r("503", "5.5.1", "Error: RCPT after message data");
-const NO_RCPT: Reply = r("554", "5.5.1", "Error: no valid recipients");
-const TOO_BIG: Reply = r("552", "5.3.4", "Error: message size exceeds fixed limit");
-const BARE_DATA: Reply = r("554", "5.5.2", "Error: bare <CR> or <LF> in message data");
-const LONG_LINE: Reply = r("500", "5.5.0", "Error: message line too long");
-const RCPT_MAX: Reply = r("452", "4.5.3", "Error: too many recipients");
-const RCPT_CONN_MAX: Reply = r(
-    "452",
-    "4.5.3",
-    "Error: too many recipients for this connection",
-);
 
 impl Session {
     /// A session for one connection; `session_id` is the glue's connection id (kept for the
@@ -294,8 +278,12 @@ impl Session {
     /// answers `250 2.0.0 Ok: queued as <id>`, `Err(reason)` answers `451 4.3.0 <reason>`.
     /// The envelope is reset; feed again to process pipelined commands.
     ///
-    /// Panics if no delivery is pending.
+    /// If the session was closed meanwhile (by [`Session::timeout`]), nothing is written.
+    /// Panics if no delivery is pending otherwise (a caller bug).
     pub fn delivery_done(&mut self, result: Result<String, String>, out: &mut Vec<u8>) {
+        if self.phase == Phase::Closed {
+            return;
+        }
         assert!(
             self.phase == Phase::AwaitDelivery,
             "Session::delivery_done: no delivery pending (phase {:?})",
@@ -325,7 +313,9 @@ impl Session {
     }
 
     /// The idle timer fired: appends `421 4.4.2 <host> Error: timeout exceeded`, aborts a
-    /// message in progress and closes. Does nothing on a closed session.
+    /// message in progress and closes. Does nothing on a closed session. Meant for sessions
+    /// waiting for input; a session with a delivery pending is floating and not reaped, but if
+    /// it is, the later [`Session::delivery_done`] writes nothing.
     pub fn timeout(&mut self, out: &mut Vec<u8>, sink: &mut dyn BodySink) {
         if self.phase == Phase::Closed {
             return;
@@ -615,15 +605,9 @@ impl Session {
             }
             (Verdict::Accept, None) => {
                 let e = self.enhanced().then_some("2.0.0");
-                let mut n = Vec::with_capacity(20);
-                reply::push_u64(&mut n, size);
-                reply::line(
-                    out,
-                    "250",
-                    false,
-                    e,
-                    &[&b"Ok: "[..], &n[..], &b" octets received"[..]],
-                );
+                let mut buf = [0; 20];
+                let n = reply::decimal(&mut buf, size);
+                reply::line(out, "250", false, e, &[b"Ok: ", n, b" octets received"]);
             }
         }
     }
@@ -674,9 +658,9 @@ impl Session {
         for name in self.params.extensions.names() {
             let max = self.params.max_message_size;
             if name == "SIZE" && max > 0 {
-                let mut n = Vec::with_capacity(20);
-                reply::push_u64(&mut n, max);
-                reply::line(out, "250", true, None, &[&b"SIZE "[..], &n[..]]);
+                let mut buf = [0; 20];
+                let n = reply::decimal(&mut buf, max);
+                reply::line(out, "250", true, None, &[b"SIZE ", n]);
             } else {
                 reply::line(out, "250", true, None, &[name.as_bytes()]);
             }
@@ -698,8 +682,8 @@ impl Session {
     fn mail(&mut self, args: &[u8], out: &mut Vec<u8>) {
         let max_rx = self.params.max_receptions_per_connection;
         if self.stale {
-            let msg = self.params.reconfig_message.clone();
-            return self.close_421(out, "4.3.2", msg.as_bytes());
+            let params = Arc::clone(&self.params);
+            return self.close_421(out, "4.3.2", params.reconfig_message.as_bytes());
         }
         if max_rx > 0 && self.receptions >= max_rx {
             let text = b"Error: too many messages in this connection";
@@ -806,7 +790,7 @@ impl Session {
         if !(self.esmtp && self.params.extensions.contains(Extensions::CHUNKING)) {
             return self.say(out, NOT_IMPL);
         }
-        let Some((size, last)) = parse_bdat(args) else {
+        let Some((size, last)) = command::parse_bdat(args) else {
             // The chunk cannot be framed: its octets would be read as commands.
             self.say(out, SYNTAX_BDAT);
             self.phase = Phase::Closed;
@@ -842,23 +826,11 @@ impl Session {
         }
         self.reset_transaction(sink);
         if self.stale {
-            let msg = self.params.reconfig_message.clone();
-            return self.close_421(out, "4.3.2", msg.as_bytes());
+            let params = Arc::clone(&self.params);
+            return self.close_421(out, "4.3.2", params.reconfig_message.as_bytes());
         }
         self.say(out, OK);
     }
-}
-
-/// `BDAT <size> [LAST]`.
-fn parse_bdat(args: &[u8]) -> Option<(u64, bool)> {
-    let mut words = args.split(|&b| b == b' ').filter(|w| !w.is_empty());
-    let size = command::parse_u64(words.next()?)?;
-    let last = match words.next() {
-        None => false,
-        Some(w) if w.eq_ignore_ascii_case(b"LAST") => true,
-        Some(_) => return None,
-    };
-    words.next().is_none().then_some((size, last))
 }
 
 /// The address as UTF-8; non-ASCII only with SMTPUTF8.

@@ -655,6 +655,18 @@ fn timeout_aborts_the_body_and_closes() {
     assert_eq!(out.len(), 43, "no second 421");
 }
 
+#[test]
+fn timeout_while_delivering_then_delivery_done_writes_nothing() {
+    let mut s = Session::new(params(|_| {}), 1);
+    let (mut out, mut sink) = (Vec::new(), Sink::default());
+    let f = s.feed(&[TX, b".\r\n"].concat(), &mut out, &mut sink);
+    assert_eq!(f.next, Next::Deliver);
+    s.timeout(&mut out, &mut sink);
+    let len = out.len();
+    s.delivery_done(Ok("Q".into()), &mut out);
+    assert_eq!(out.len(), len);
+}
+
 const BDAT_TX: &[u8] = b"EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<r@d>\r\n";
 
 #[test]
