@@ -3,6 +3,7 @@
 //! This directory holds the SMTP receiver. The pieces that exist so far are pure and do no
 //! I/O, so they can be tested byte for byte and driven by any event loop:
 //!
+//! - [`params`]: the per-session settings ([`params::Params`], [`params::Extensions`]);
 //! - [`protocol`]: the sans-I/O ESMTP server session (RFC 5321 with PIPELINING, SIZE,
 //!   8BITMIME, ENHANCEDSTATUSCODES, SMTPUTF8 and CHUNKING);
 //! - [`received`]: the `Received:` trace header and the RFC 5322 date it carries.

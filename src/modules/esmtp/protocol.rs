@@ -76,6 +76,9 @@ pub const MAX_COMMAND_LINE: usize = 512;
 
 /// Receives the body of the message being received.
 ///
+/// Calls come in the order `start`, `data`*, then either `abort` or nothing: the body is
+/// complete when [`Session::feed`] returns [`Next::Deliver`].
+///
 /// C: the module's spool/delivery hooks.
 pub trait BodySink {
     /// A message body starts (after the 354 reply, or with the first accepted BDAT chunk).
