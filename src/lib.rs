@@ -24,6 +24,7 @@
 
 pub mod config;
 pub mod event;
+pub mod modules;
 pub mod netlistener;
 pub mod porting;
 pub mod scheduler;

@@ -1,0 +1,2 @@
+//! Listener modules built into the daemon (C: the Momentum modules `esmtp`, `echo`, `control`).
+pub mod esmtp;
