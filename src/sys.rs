@@ -674,8 +674,16 @@ pub fn shutdown_write(fd: RawFd) {
 /// instead of spinning on a non-blocking listening socket.
 pub fn poll_two(fd: RawFd, wake_fd: RawFd, timeout_ms: i32) -> io::Result<(bool, bool)> {
     let mut fds = [
-        libc::pollfd { fd, events: libc::POLLIN, revents: 0 },
-        libc::pollfd { fd: wake_fd, events: libc::POLLIN, revents: 0 },
+        libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: wake_fd,
+            events: libc::POLLIN,
+            revents: 0,
+        },
     ];
     // SAFETY: `fds` is a valid array of two pollfd structs for the duration of the call.
     let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
@@ -692,15 +700,34 @@ pub fn poll_two(fd: RawFd, wake_fd: RawFd, timeout_ms: i32) -> io::Result<(bool,
 
 /// A blocking TCP connection to `remote` from the local address `local` (port 0 lets the kernel
 /// pick). Lets tests and tools on one host appear as different loopback peers (127.0.0.2…).
-pub fn tcp_connect_from(local: std::net::IpAddr, remote: &SocketAddr) -> io::Result<std::net::TcpStream> {
-    let family = if remote.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+pub fn tcp_connect_from(
+    local: std::net::IpAddr,
+    remote: &SocketAddr,
+) -> io::Result<std::net::TcpStream> {
+    let family = if remote.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
     let fd = socket(family, libc::SOCK_STREAM)?;
     set_nonblocking(fd.as_raw_fd(), false)?;
     let la = RawAddr::from_inet(&SocketAddr::new(local, 0));
     // SAFETY: `la.storage` holds a valid sockaddr of length `la.len`.
-    cvt(unsafe { libc::bind(fd.as_raw_fd(), (&la.storage as *const libc::sockaddr_storage).cast(), la.len) })?;
+    cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&la.storage as *const libc::sockaddr_storage).cast(),
+            la.len,
+        )
+    })?;
     let ra = RawAddr::from_inet(remote);
     // SAFETY: `ra.storage` holds a valid sockaddr of length `ra.len`.
-    cvt(unsafe { libc::connect(fd.as_raw_fd(), (&ra.storage as *const libc::sockaddr_storage).cast(), ra.len) })?;
+    cvt(unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&ra.storage as *const libc::sockaddr_storage).cast(),
+            ra.len,
+        )
+    })?;
     Ok(std::net::TcpStream::from(fd))
 }

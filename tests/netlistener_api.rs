@@ -25,7 +25,10 @@ Greeting = alpha-listen2
     let a = srv.addrs("Alpha_Listener");
     let b = srv.addrs("Beta_Listener");
     assert_eq!((a.len(), b.len()), (2, 1));
-    assert!(a.iter().chain(&b).all(|s| s.port() != 0), "port 0 resolved to the bound port");
+    assert!(
+        a.iter().chain(&b).all(|s| s.port() != 0),
+        "port 0 resolved to the bound port"
+    );
     let mut c = Client::connect(a[0]);
     assert_eq!(c.line(), "Alpha alpha-type");
     assert_eq!(c.echo("ping"), "ping");
@@ -110,7 +113,9 @@ Listener_Sessions = 1
     assert_eq!(second.line(), "Alpha BUSY");
     assert!(second.closed());
     // Another block is not capped.
-    let mut others: Vec<Client> = (0..3).map(|_| Client::connect_from("127.0.0.5", addr)).collect();
+    let mut others: Vec<Client> = (0..3)
+        .map(|_| Client::connect_from("127.0.0.5", addr))
+        .collect();
     for o in others.iter_mut() {
         assert_eq!(o.line(), "Alpha hi");
     }
@@ -129,7 +134,10 @@ fn service_sessions_cap_the_whole_type() {
     let a = srv.addrs("Alpha_Listener");
     let mut c1 = Client::connect(a[0]);
     let mut c2 = Client::connect(a[1]);
-    assert_eq!((c1.line(), c2.line()), ("Alpha hi".into(), "Alpha hi".into()));
+    assert_eq!(
+        (c1.line(), c2.line()),
+        ("Alpha hi".into(), "Alpha hi".into())
+    );
     let mut c3 = Client::connect(a[1]);
     assert_eq!(c3.line(), "Alpha BUSY");
 }
@@ -167,7 +175,11 @@ fn unix_socket_with_its_mode() {
     let mut r = std::io::BufReader::new(s);
     let mut l = String::new();
     r.read_line(&mut l).unwrap();
-    assert_eq!(l.trim_end(), "Alpha loopback", "Unix peers count as loopback");
+    assert_eq!(
+        l.trim_end(),
+        "Alpha loopback",
+        "Unix peers count as loopback"
+    );
     r.get_mut().write_all(b"u\r\n").unwrap();
     l.clear();
     r.read_line(&mut l).unwrap();
@@ -181,10 +193,17 @@ fn a_live_unix_socket_is_not_stolen() {
     let dir = tempdir("busy");
     let path = dir.join("busy.sock");
     let _owner = std::os::unix::net::UnixListener::bind(&path).unwrap();
-    let conf = format!("Fatal_Listen_Errors = false\n[Alpha_Listener]\n[Alpha_Listener Listen \"{}\"]\n", path.display());
+    let conf = format!(
+        "Fatal_Listen_Errors = false\n[Alpha_Listener]\n[Alpha_Listener Listen \"{}\"]\n",
+        path.display()
+    );
     let srv = Server::start(&["Alpha"], Conf::Text(conf));
     let r = &srv.report()[0];
-    assert!(r.state.starts_with("failed: bind:") && r.state.contains("errno 98"), "{}", r.state);
+    assert!(
+        r.state.starts_with("failed: bind:") && r.state.contains("errno 98"),
+        "{}",
+        r.state
+    );
 }
 
 #[test]
@@ -195,11 +214,21 @@ fn fatal_listen_error_at_start() {
     std::thread::spawn(move || {
         let _s = netlistener::scheduler::Scheduler::new().unwrap();
         register_test_types(&["Alpha"]);
-        netlistener_load_config_str("t.conf", &format!("[Alpha_Listener]\n[Alpha_Listener Listen \"127.0.0.1:{port}\"]\n")).unwrap();
-        tx.send(netlistener_start().map_err(|e| e.to_string())).unwrap();
+        netlistener_load_config_str(
+            "t.conf",
+            &format!("[Alpha_Listener]\n[Alpha_Listener Listen \"127.0.0.1:{port}\"]\n"),
+        )
+        .unwrap();
+        tx.send(netlistener_start().map_err(|e| e.to_string()))
+            .unwrap();
     });
     let err = rx.recv_timeout(DEADLINE).unwrap().unwrap_err();
-    assert!(err.contains(&format!("Alpha_Listener Listen \"127.0.0.1:{port}\": failed: bind:")), "{err}");
+    assert!(
+        err.contains(&format!(
+            "Alpha_Listener Listen \"127.0.0.1:{port}\": failed: bind:"
+        )),
+        "{err}"
+    );
 }
 
 #[test]
@@ -209,29 +238,46 @@ fn reload_adds_and_removes_listens_keeping_sessions() {
     std::fs::write(&file, "[Alpha_Listener]\n[Alpha_Listener Listen \"127.0.0.1:0\"]\n[Alpha_Listener Listen \"127.0.0.2:0\"]\n").unwrap();
     let srv = Server::start(&["Alpha"], Conf::Path(file.clone()));
     let before = srv.report();
-    let (a, b) = (before[0].bound.parse().unwrap(), before[1].bound.parse().unwrap());
+    let (a, b) = (
+        before[0].bound.parse().unwrap(),
+        before[1].bound.parse().unwrap(),
+    );
     let fd_a = before[0].fd;
     let mut on_b = Client::connect(b);
     assert_eq!(on_b.line(), "Alpha hi");
     // Remove B, keep A, add C; reload.
     std::fs::write(&file, "[Alpha_Listener]\nGreeting = v2\n[Alpha_Listener Listen \"127.0.0.1:0\"]\n[Alpha_Listener Listen \"127.0.0.3:0\"]\n").unwrap();
-    let r = srv.on_sched(|| netlistener_reload().map(|g| g.number()).map_err(|e| e.to_string()));
+    let r = srv.on_sched(|| {
+        netlistener_reload()
+            .map(|g| g.number())
+            .map_err(|e| e.to_string())
+    });
     assert!(r.is_ok(), "{r:?}");
     let after = srv.report();
     assert_eq!(after.len(), 2);
     assert_eq!(after[0].fd, fd_a, "unchanged Listen keeps its fd");
     assert_eq!(after[0].bound.parse::<std::net::SocketAddr>().unwrap(), a);
     assert!(after[1].bound.starts_with("127.0.0.3:"));
-    assert!(std::net::TcpStream::connect_timeout(&b, Duration::from_secs(2)).is_err(), "removed Listen refuses");
+    assert!(
+        std::net::TcpStream::connect_timeout(&b, Duration::from_secs(2)).is_err(),
+        "removed Listen refuses"
+    );
     // The session on the removed Listen keeps working, with its old generation.
     assert_eq!(on_b.echo("still"), "still");
     let mut on_c = Client::connect(after[1].bound.parse().unwrap());
     assert_eq!(on_c.line(), "Alpha v2");
     // A broken file is refused and the running generation stays.
     std::fs::write(&file, "[Alpha_Listener]\nNo_Such_Option = 1\n").unwrap();
-    let r = srv.on_sched(|| netlistener_reload().map(|g| g.number()).map_err(|e| e.to_string()));
+    let r = srv.on_sched(|| {
+        netlistener_reload()
+            .map(|g| g.number())
+            .map_err(|e| e.to_string())
+    });
     let err = r.unwrap_err();
-    assert!(err.contains("nl.conf:2:") && err.contains("No_Such_Option"), "{err}");
+    assert!(
+        err.contains("nl.conf:2:") && err.contains("No_Such_Option"),
+        "{err}"
+    );
     assert_eq!(srv.report().len(), 2);
 }
 
@@ -242,15 +288,32 @@ fn wildcard_to_specific_on_the_same_port_in_one_reload() {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = probe.local_addr().unwrap().port();
     drop(probe);
-    std::fs::write(&file, format!("[Alpha_Listener]\n[Alpha_Listener Listen \"*:{port}\"]\n")).unwrap();
+    std::fs::write(
+        &file,
+        format!("[Alpha_Listener]\n[Alpha_Listener Listen \"*:{port}\"]\n"),
+    )
+    .unwrap();
     let srv = Server::start(&["Alpha"], Conf::Path(file.clone()));
     assert_eq!(srv.report()[0].bound, format!("0.0.0.0:{port}"));
-    std::fs::write(&file, format!("[Alpha_Listener]\n[Alpha_Listener Listen \"127.0.0.1:{port}\"]\n")).unwrap();
-    srv.on_sched(|| netlistener_reload().map(|_| ()).map_err(|e| e.to_string())).unwrap();
+    std::fs::write(
+        &file,
+        format!("[Alpha_Listener]\n[Alpha_Listener Listen \"127.0.0.1:{port}\"]\n"),
+    )
+    .unwrap();
+    srv.on_sched(|| netlistener_reload().map(|_| ()).map_err(|e| e.to_string()))
+        .unwrap();
     let r = srv.report();
-    assert_eq!((r[0].state.as_str(), r[0].bound.clone()), ("listening", format!("127.0.0.1:{port}")));
-    std::fs::write(&file, format!("[Alpha_Listener]\n[Alpha_Listener Listen \"*:{port}\"]\n")).unwrap();
-    srv.on_sched(|| netlistener_reload().map(|_| ()).map_err(|e| e.to_string())).unwrap();
+    assert_eq!(
+        (r[0].state.as_str(), r[0].bound.clone()),
+        ("listening", format!("127.0.0.1:{port}"))
+    );
+    std::fs::write(
+        &file,
+        format!("[Alpha_Listener]\n[Alpha_Listener Listen \"*:{port}\"]\n"),
+    )
+    .unwrap();
+    srv.on_sched(|| netlistener_reload().map(|_| ()).map_err(|e| e.to_string()))
+        .unwrap();
     assert_eq!(srv.report()[0].state, "listening");
     let mut c = Client::connect(format!("127.0.0.1:{port}").parse().unwrap());
     assert_eq!(c.line(), "Alpha hi");
@@ -282,8 +345,17 @@ fn nop(_e: &mut Event, _et: i32, _c: &mut Closure, _now: Instant) -> i32 {
 
 #[test]
 fn registration_off_the_scheduler_thread_is_refused() {
-    let r = std::thread::spawn(|| netlistener_register3("Off", nop, None, "test").map(|_| ()).map_err(|e| e.to_string())).join().unwrap();
-    assert_eq!(r.unwrap_err(), "netlistener_register3: only on the scheduler thread");
+    let r = std::thread::spawn(|| {
+        netlistener_register3("Off", nop, None, "test")
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        r.unwrap_err(),
+        "netlistener_register3: only on the scheduler thread"
+    );
 }
 
 #[test]
@@ -308,7 +380,13 @@ fn duplicate_registration_and_late_registration_are_refused() {
 fn emfile_backs_off_without_spinning_and_resumes() {
     use std::process::{Command, Stdio};
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "emfile_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "emfile_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("NL_EMFILE_CHILD", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -327,7 +405,9 @@ fn emfile_backs_off_without_spinning_and_resumes() {
     };
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     // The child's limit is 40 fds: 60 connections cannot all be accepted.
-    let mut conns: Vec<std::net::TcpStream> = (0..60).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+    let mut conns: Vec<std::net::TcpStream> = (0..60)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
     let mut ask = |cmd: &str| -> String {
         stdin.write_all(format!("{cmd}\n").as_bytes()).unwrap();
         let mut l = String::new();
@@ -342,7 +422,12 @@ fn emfile_backs_off_without_spinning_and_resumes() {
     let wall = t0.elapsed().as_micros() as u64;
     let failed: u64 = ask("failed").parse().unwrap();
     assert!(failed >= 1, "EMFILE was provoked");
-    assert!(cpu1 - cpu0 < wall / 4, "child used {} us CPU in {} us of EMFILE episode: spinning", cpu1 - cpu0, wall);
+    assert!(
+        cpu1 - cpu0 < wall / 4,
+        "child used {} us CPU in {} us of EMFILE episode: spinning",
+        cpu1 - cpu0,
+        wall
+    );
     // Free descriptors: close the first 40 connections; the rest must be accepted and served.
     let rest = conns.split_off(40);
     drop(conns);
@@ -350,7 +435,9 @@ fn emfile_backs_off_without_spinning_and_resumes() {
         c.set_read_timeout(Some(DEADLINE)).unwrap();
         let mut b = [0u8; 64];
         let n = c.read(&mut b).expect("greeting after fds were freed");
-        assert!(std::str::from_utf8(&b[..n]).unwrap().starts_with("Alpha hi"));
+        assert!(std::str::from_utf8(&b[..n])
+            .unwrap()
+            .starts_with("Alpha hi"));
     }
     drop(stdin);
     let _ = child.wait();
@@ -384,7 +471,9 @@ fn emfile_child() {
         let (tx, rx) = std::sync::mpsc::channel();
         match cmd.as_str() {
             "cpu" => tx.send(netlistener::sys::cpu_time_us()).unwrap(),
-            "failed" => h.run_on_scheduler(move || tx.send(listeners_report()[0].stats.failed_accepts).unwrap()),
+            "failed" => h.run_on_scheduler(move || {
+                tx.send(listeners_report()[0].stats.failed_accepts).unwrap()
+            }),
             _ => continue,
         }
         println!("{}", rx.recv().unwrap());

@@ -35,7 +35,9 @@ use crate::event::{Closure, Event, E_READ, E_TIMEOUT};
 use crate::scheduler::{self, SchedulerHandle};
 use crate::sys::{self, SockError, SockOpts};
 
-use super::session::{open_ticket, take_caps, AcceptConstruct, ListenInfo, Refusal, SessionInfo, Shared};
+use super::session::{
+    open_ticket, take_caps, AcceptConstruct, ListenInfo, Refusal, SessionInfo, Shared,
+};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -96,7 +98,17 @@ pub(crate) fn next_serial() -> u64 {
 impl Instance {
     /// A closed instance in state `state`.
     pub fn new(info: Arc<ListenInfo>, settings: ListenSettings, state: ListenState) -> Instance {
-        Instance { info, settings, state, sock: None, accept_event: None, threads: Vec::new(), wake: None, queue: None, unix_path: None }
+        Instance {
+            info,
+            settings,
+            state,
+            sock: None,
+            accept_event: None,
+            threads: Vec::new(),
+            wake: None,
+            queue: None,
+            unix_path: None,
+        }
     }
 
     /// Opens the socket (resolving relative Unix paths under `runtime_dir`).
@@ -104,8 +116,13 @@ impl Instance {
         let r = match &self.info.address {
             ListenAddr::Inet(sa) => sys::tcp_listen(sa, &self.settings.sock).map(|fd| (fd, None)),
             ListenAddr::Unix(p) => {
-                let path = if p.is_absolute() { p.clone() } else { runtime_dir.join(p) };
-                open_unix(&path, self.settings.file_mode, self.settings.sock.backlog).map(|fd| (fd, Some(path)))
+                let path = if p.is_absolute() {
+                    p.clone()
+                } else {
+                    runtime_dir.join(p)
+                };
+                open_unix(&path, self.settings.file_mode, self.settings.sock.backlog)
+                    .map(|fd| (fd, Some(path)))
             }
         };
         match r {
@@ -121,7 +138,11 @@ impl Instance {
                 Ok(())
             }
             Err(e) => {
-                log::error!("{} Listen \"{}\": cannot open: {e}", self.info.def.scope, self.info.address);
+                log::error!(
+                    "{} Listen \"{}\": cannot open: {e}",
+                    self.info.def.scope,
+                    self.info.address
+                );
                 self.state = ListenState::Failed(e);
                 Err(())
             }
@@ -130,21 +151,40 @@ impl Instance {
 
     /// Starts accepting in the configured mode.
     pub fn start(&mut self, shared: &Arc<Shared>) {
-        let Some(sock) = self.sock.clone() else { return };
+        let Some(sock) = self.sock.clone() else {
+            return;
+        };
         if self.settings.concurrency == 0 {
             match self.start_in_scheduler(shared, &sock) {
                 Ok(id) => self.accept_event = Some(id),
-                Err(e) => log::error!("{} Listen \"{}\": cannot watch the socket: {e}", self.info.def.scope, self.info.address),
+                Err(e) => log::error!(
+                    "{} Listen \"{}\": cannot watch the socket: {e}",
+                    self.info.def.scope,
+                    self.info.address
+                ),
             }
         } else if let Err(e) = self.start_threads(shared, sock) {
-            log::error!("{} Listen \"{}\": cannot start accept threads: {e}", self.info.def.scope, self.info.address);
+            log::error!(
+                "{} Listen \"{}\": cannot start accept threads: {e}",
+                self.info.def.scope,
+                self.info.address
+            );
         }
     }
 
-    fn start_in_scheduler(&self, shared: &Arc<Shared>, sock: &Arc<OwnedFd>) -> io::Result<crate::event::EventId> {
+    fn start_in_scheduler(
+        &self,
+        shared: &Arc<Shared>,
+        sock: &Arc<OwnedFd>,
+    ) -> io::Result<crate::event::EventId> {
         // The event owns a dup: clearing it never closes the instance's socket.
         let fd = sys::dup(sock.as_raw_fd())?;
-        let st = AcceptState { shared: shared.clone(), inst: self.info.clone(), per_iter: self.settings.events_per_iter, backoff: None };
+        let st = AcceptState {
+            shared: shared.clone(),
+            inst: self.info.clone(),
+            per_iter: self.settings.events_per_iter,
+            backoff: None,
+        };
         scheduler::schedule_event(Event::build_fd_event(fd, E_READ, accept_cb, Box::new(st)))
     }
 
@@ -161,9 +201,20 @@ impl Instance {
         });
         let handle = scheduler::current_handle();
         for n in 0..self.settings.concurrency {
-            let t = AcceptThread { shared: shared.clone(), inst: self.info.clone(), sock: sock.clone(), wake: wake_r.clone(), queue: queue.clone(), handle: handle.clone() };
+            let t = AcceptThread {
+                shared: shared.clone(),
+                inst: self.info.clone(),
+                sock: sock.clone(),
+                wake: wake_r.clone(),
+                queue: queue.clone(),
+                handle: handle.clone(),
+            };
             let name = format!("accept-{}-{n}", self.info.def.name);
-            self.threads.push(std::thread::Builder::new().name(name).spawn(move || t.run())?);
+            self.threads.push(
+                std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || t.run())?,
+            );
         }
         self.wake = Some(wake_w);
         self.queue = Some(queue);
@@ -214,7 +265,10 @@ impl Drop for Instance {
 fn open_unix(path: &Path, mode: u32, backlog: i32) -> Result<OwnedFd, SockError> {
     use std::os::unix::fs::FileTypeExt;
     if let Ok(md) = std::fs::symlink_metadata(path) {
-        let busy = || SockError { syscall: "bind", error: io::Error::from_raw_os_error(libc::EADDRINUSE) };
+        let busy = || SockError {
+            syscall: "bind",
+            error: io::Error::from_raw_os_error(libc::EADDRINUSE),
+        };
         if !md.file_type().is_socket() {
             // Never delete something that is not a socket.
             return Err(busy());
@@ -234,7 +288,13 @@ fn open_unix(path: &Path, mode: u32, backlog: i32) -> Result<OwnedFd, SockError>
 
 /// Runs the layer's checks and the module's acceptor on a fresh connection. `None` when it was
 /// refused (the reject line already written, the fd closed).
-fn admit(shared: &Arc<Shared>, inst: &Arc<ListenInfo>, fd: OwnedFd, remote: Option<std::net::SocketAddr>, now: Instant) -> Option<Event> {
+fn admit(
+    shared: &Arc<Shared>,
+    inst: &Arc<ListenInfo>,
+    fd: OwnedFd,
+    remote: Option<std::net::SocketAddr>,
+    now: Instant,
+) -> Option<Event> {
     let gen = shared.store.current();
     let peer = match remote {
         Some(sa) => PeerAddr::Ip(sa.ip().to_canonical()),
@@ -249,9 +309,18 @@ fn admit(shared: &Arc<Shared>, inst: &Arc<ListenInfo>, fd: OwnedFd, remote: Opti
         Ok(c) => c,
         Err(why) => return refuse(inst, fd, why),
     };
-    let nodelay = gen.fetch_in(&chain, shared.slots.disable_nagle).value.as_bool();
+    let nodelay = gen
+        .fetch_in(&chain, shared.slots.disable_nagle)
+        .value
+        .as_bool();
     if remote.is_some() && nodelay {
-        let _ = sys::apply_accepted_opts(fd.as_raw_fd(), &SockOpts { nodelay, ..SockOpts::default() });
+        let _ = sys::apply_accepted_opts(
+            fd.as_raw_fd(),
+            &SockOpts {
+                nodelay,
+                ..SockOpts::default()
+            },
+        );
     }
     let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let info = SessionInfo {
@@ -263,7 +332,10 @@ fn admit(shared: &Arc<Shared>, inst: &Arc<ListenInfo>, fd: OwnedFd, remote: Opti
         started: now,
         event: crate::event::EventId::NONE,
     };
-    let idle = gen.fetch_in(&chain, shared.slots.idle_time).value.as_duration();
+    let idle = gen
+        .fetch_in(&chain, shared.slots.idle_time)
+        .value
+        .as_duration();
     let ac = AcceptConstruct {
         remote_addr: remote,
         local_addr: sys::local_addr(fd.as_raw_fd()).ok().flatten(),
@@ -271,7 +343,11 @@ fn admit(shared: &Arc<Shared>, inst: &Arc<ListenInfo>, fd: OwnedFd, remote: Opti
         inst: inst.clone(),
         conn_id,
         idle_time: (!idle.is_zero()).then_some(idle),
-        pool_name: gen.fetch_in(&chain, shared.slots.pool_name).value.as_str().to_string(),
+        pool_name: gen
+            .fetch_in(&chain, shared.slots.pool_name)
+            .value
+            .as_str()
+            .to_string(),
         started: now,
         chain,
         config: gen,
@@ -292,12 +368,17 @@ fn admit(shared: &Arc<Shared>, inst: &Arc<ListenInfo>, fd: OwnedFd, remote: Opti
 
 fn run_acceptor(acceptor: crate::event::EventCallback, ev: &mut Event, now: Instant) -> bool {
     let mut cl = ev.replace_closure(Box::new(()));
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| acceptor(ev, E_READ, &mut *cl, now)));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        acceptor(ev, E_READ, &mut *cl, now)
+    }));
     ev.replace_closure(cl);
     match r {
         Ok(v) => v != 0,
         Err(p) => {
-            log::error!("acceptor panicked: {}; connection refused", crate::scheduler::panic_message(&p));
+            log::error!(
+                "acceptor panicked: {}; connection refused",
+                crate::scheduler::panic_message(&p)
+            );
             false
         }
     }
@@ -311,7 +392,11 @@ fn refuse(inst: &ListenInfo, fd: OwnedFd, why: Refusal) -> Option<Event> {
         // Best effort, non-blocking: a fresh socket's send buffer takes one line.
         let _ = sys::write(fd.as_raw_fd(), &line);
     }
-    log::debug!("{} Listen \"{}\": connection refused ({why:?})", inst.def.scope, inst.address);
+    log::debug!(
+        "{} Listen \"{}\": connection refused ({why:?})",
+        inst.def.scope,
+        inst.address
+    );
     None
 }
 
@@ -327,7 +412,12 @@ fn start_session(mut ev: Event, now: Instant) {
         Ok(id) => {
             scheduler::with_event(id, |e| {
                 let ac = e.closure_mut::<AcceptConstruct>();
-                if let Some(s) = ac.sessions_map().lock().unwrap_or_else(|p| p.into_inner()).get_mut(&conn_id) {
+                if let Some(s) = ac
+                    .sessions_map()
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_mut(&conn_id)
+                {
                     s.event = id;
                     s.fd = fd;
                 }
@@ -340,9 +430,13 @@ fn start_session(mut ev: Event, now: Instant) {
 
 fn classify_accept_error(e: &io::Error) -> AcceptError {
     match e.raw_os_error() {
-        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM) => AcceptError::Resources,
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM) => {
+            AcceptError::Resources
+        }
         Some(libc::EAGAIN) => AcceptError::Empty,
-        Some(libc::ECONNABORTED) | Some(libc::EINTR) | Some(libc::EPROTO) | Some(libc::EPERM) => AcceptError::Retry,
+        Some(libc::ECONNABORTED) | Some(libc::EINTR) | Some(libc::EPROTO) | Some(libc::EPERM) => {
+            AcceptError::Retry
+        }
         _ if e.kind() == io::ErrorKind::WouldBlock => AcceptError::Empty,
         _ => AcceptError::Other,
     }
@@ -372,13 +466,20 @@ struct AcceptState {
 }
 
 fn accept_cb(e: &mut Event, eventtype: i32, closure: &mut Closure, now: Instant) -> i32 {
-    let st = closure.downcast_mut::<AcceptState>().expect("accept_cb: closure is an AcceptState");
+    let st = closure
+        .downcast_mut::<AcceptState>()
+        .expect("accept_cb: closure is an AcceptState");
     let _ = eventtype & E_TIMEOUT; // a timeout only means: the back-off is over, try again
     for _ in 0..st.per_iter {
         match sys::accept(e.fd()) {
             Ok((fd, remote)) => {
                 if let Some((_, since)) = st.backoff.take() {
-                    log::warn!("{} Listen \"{}\": accepting again after {:?} out of descriptors", st.inst.def.scope, st.inst.address, now - since);
+                    log::warn!(
+                        "{} Listen \"{}\": accepting again after {:?} out of descriptors",
+                        st.inst.def.scope,
+                        st.inst.address,
+                        now - since
+                    );
                 }
                 if let Some(ev) = admit(&st.shared, &st.inst, fd, remote, now) {
                     start_session(ev, now);
@@ -396,7 +497,11 @@ fn accept_cb(e: &mut Event, eventtype: i32, closure: &mut Closure, now: Instant)
                     st.inst.stats.failed_accepts.fetch_add(1, Ordering::Relaxed);
                     let d = next_backoff(st.backoff.map(|b| b.0));
                     if st.backoff.is_none() {
-                        log::warn!("{} Listen \"{}\": accept: {err}; backing off", st.inst.def.scope, st.inst.address);
+                        log::warn!(
+                            "{} Listen \"{}\": accept: {err}; backing off",
+                            st.inst.def.scope,
+                            st.inst.address
+                        );
                     }
                     st.backoff = Some((d, st.backoff.map_or(now, |b| b.1)));
                     // Leave the poller (no E_READ) until the deadline: no spin while out of fds.
@@ -440,7 +545,11 @@ impl AcceptThread {
             match sys::accept(self.sock.as_raw_fd()) {
                 Ok((fd, remote)) => {
                     if backoff.take().is_some() {
-                        log::warn!("{} Listen \"{}\": accepting again", self.inst.def.scope, self.inst.address);
+                        log::warn!(
+                            "{} Listen \"{}\": accepting again",
+                            self.inst.def.scope,
+                            self.inst.address
+                        );
                     }
                     if let Some(ev) = admit(&self.shared, &self.inst, fd, remote, Instant::now()) {
                         self.enqueue(ev);
@@ -449,18 +558,32 @@ impl AcceptThread {
                 Err(err) => match classify_accept_error(&err) {
                     AcceptError::Empty | AcceptError::Retry => {}
                     AcceptError::Other => {
-                        self.inst.stats.failed_accepts.fetch_add(1, Ordering::Relaxed);
+                        self.inst
+                            .stats
+                            .failed_accepts
+                            .fetch_add(1, Ordering::Relaxed);
                         log::debug!("accept on {}: {err}", self.inst.address);
                     }
                     AcceptError::Resources => {
-                        self.inst.stats.failed_accepts.fetch_add(1, Ordering::Relaxed);
+                        self.inst
+                            .stats
+                            .failed_accepts
+                            .fetch_add(1, Ordering::Relaxed);
                         if backoff.is_none() {
-                            log::warn!("{} Listen \"{}\": accept: {err}; backing off", self.inst.def.scope, self.inst.address);
+                            log::warn!(
+                                "{} Listen \"{}\": accept: {err}; backing off",
+                                self.inst.def.scope,
+                                self.inst.address
+                            );
                         }
                         let d = next_backoff(backoff);
                         backoff = Some(d);
                         // Sleep on the wake pipe so a stop is not delayed by the back-off.
-                        let _ = sys::poll_two(self.wake.as_raw_fd(), self.wake.as_raw_fd(), d.as_millis() as i32);
+                        let _ = sys::poll_two(
+                            self.wake.as_raw_fd(),
+                            self.wake.as_raw_fd(),
+                            d.as_millis() as i32,
+                        );
                     }
                 },
             }
@@ -471,7 +594,11 @@ impl AcceptThread {
         let q = &self.queue;
         let mut g = q.q.lock().unwrap_or_else(|p| p.into_inner());
         while q.cap > 0 && g.len() >= q.cap && !q.stop.load(Ordering::Acquire) {
-            g = q.not_full.wait_timeout(g, Duration::from_millis(100)).unwrap_or_else(|p| p.into_inner()).0;
+            g = q
+                .not_full
+                .wait_timeout(g, Duration::from_millis(100))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
         if q.stop.load(Ordering::Acquire) {
             return; // shutting down: the connection is dropped (closed)

@@ -63,7 +63,10 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::config::{ConfigError, ConfigErrors, ConfigStore, Generation, ListenAddr, OptionDef, Schema, ScopeClass, ScopeKind, Slot};
+use crate::config::{
+    ConfigError, ConfigErrors, ConfigStore, Generation, ListenAddr, OptionDef, Schema, ScopeClass,
+    ScopeKind, Slot,
+};
 use crate::event::EventCallback;
 use crate::scheduler;
 use crate::sys::SockOpts;
@@ -99,7 +102,10 @@ struct RejectLines {
 
 impl fmt::Debug for NetlistenerDef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NetlistenerDef").field("scope", &self.scope).field("module", &self.module).finish()
+        f.debug_struct("NetlistenerDef")
+            .field("scope", &self.scope)
+            .field("module", &self.module)
+            .finish()
     }
 }
 
@@ -136,8 +142,14 @@ impl fmt::Display for NetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             NetError::NotSchedulerThread(c) => write!(f, "{c}: only on the scheduler thread"),
-            NetError::Duplicate(n) => write!(f, "netlistener_register3: listener type {n} is already registered"),
-            NetError::TooLate(c) => write!(f, "{c}: the configuration is already loaded; register before loading it"),
+            NetError::Duplicate(n) => write!(
+                f,
+                "netlistener_register3: listener type {n} is already registered"
+            ),
+            NetError::TooLate(c) => write!(
+                f,
+                "{c}: the configuration is already loaded; register before loading it"
+            ),
             NetError::NotLoaded(c) => write!(f, "{c}: no configuration loaded"),
             NetError::Config(e) => write!(f, "{e}"),
             NetError::ListenFailed(v) => write!(f, "{}", v.join("\n")),
@@ -160,7 +172,10 @@ thread_local! {
     static NL: RefCell<Option<NetState>> = const { RefCell::new(None) };
 }
 
-fn with_state<R>(caller: &'static str, f: impl FnOnce(&mut NetState) -> Result<R, NetError>) -> Result<R, NetError> {
+fn with_state<R>(
+    caller: &'static str,
+    f: impl FnOnce(&mut NetState) -> Result<R, NetError>,
+) -> Result<R, NetError> {
     if !scheduler::is_scheduler_thread() {
         return Err(NetError::NotSchedulerThread(caller));
     }
@@ -169,7 +184,14 @@ fn with_state<R>(caller: &'static str, f: impl FnOnce(&mut NetState) -> Result<R
         if nl.is_none() {
             let mut schema = Schema::new();
             let slots = CommonSlots::register(&mut schema).map_err(NetError::Config)?;
-            *nl = Some(NetState { schema: Some(schema), slots, defs: Vec::new(), shared: None, instances: Vec::new(), runtime_dir: std::env::temp_dir() });
+            *nl = Some(NetState {
+                schema: Some(schema),
+                slots,
+                defs: Vec::new(),
+                shared: None,
+                instances: Vec::new(),
+                runtime_dir: std::env::temp_dir(),
+            });
         }
         f(nl.as_mut().expect("initialised above"))
     })
@@ -180,19 +202,33 @@ fn schema_mut<'a>(st: &'a mut NetState, caller: &'static str) -> Result<&'a mut 
 }
 
 /// Registers the listener type `<prefix>_Listener`. C: `netlistener_register3()`.
-pub fn netlistener_register3(prefix: &str, listener: EventCallback, acceptor: Option<EventCallback>, module: &str) -> Result<Arc<NetlistenerDef>, NetError> {
+pub fn netlistener_register3(
+    prefix: &str,
+    listener: EventCallback,
+    acceptor: Option<EventCallback>,
+    module: &str,
+) -> Result<Arc<NetlistenerDef>, NetError> {
     netlistener_register4(prefix, listener, acceptor, module, 0, 0)
 }
 
 /// [`netlistener_register3`] with the type's default socket buffer sizes (0: OS default).
 /// C: `netlistener_register4()`.
-pub fn netlistener_register4(prefix: &str, listener: EventCallback, acceptor: Option<EventCallback>, module: &str, recv_buffer: usize, send_buffer: usize) -> Result<Arc<NetlistenerDef>, NetError> {
+pub fn netlistener_register4(
+    prefix: &str,
+    listener: EventCallback,
+    acceptor: Option<EventCallback>,
+    module: &str,
+    recv_buffer: usize,
+    send_buffer: usize,
+) -> Result<Arc<NetlistenerDef>, NetError> {
     with_state("netlistener_register3", |st| {
         let scope = format!("{prefix}_Listener");
         if st.defs.iter().any(|d| d.scope.eq_ignore_ascii_case(&scope)) {
             return Err(NetError::Duplicate(scope));
         }
-        schema_mut(st, "netlistener_register3")?.register_scope_kind(&scope, ScopeKind::Listener).map_err(NetError::Config)?;
+        schema_mut(st, "netlistener_register3")?
+            .register_scope_kind(&scope, ScopeKind::Listener)
+            .map_err(NetError::Config)?;
         let def = Arc::new(NetlistenerDef {
             name: prefix.to_string(),
             scope,
@@ -210,30 +246,52 @@ pub fn netlistener_register4(prefix: &str, listener: EventCallback, acceptor: Op
 
 /// Registers an option of `def`'s type (valid under its `<Type>_Listener` scopes, and wherever
 /// else `opt.scopes` says), returning its slot. C: `netlistener_register_option()`.
-pub fn netlistener_register_option(def: &NetlistenerDef, mut opt: OptionDef) -> Result<Slot, NetError> {
+pub fn netlistener_register_option(
+    def: &NetlistenerDef,
+    mut opt: OptionDef,
+) -> Result<Slot, NetError> {
     with_state("netlistener_register_option", |st| {
         // The owner must be a 'static str: registered types live for the process.
         opt.owner = Some(Box::leak(def.scope.clone().into_boxed_str()));
-        schema_mut(st, "netlistener_register_option")?.register_option(opt).map_err(NetError::Config)
+        schema_mut(st, "netlistener_register_option")?
+            .register_option(opt)
+            .map_err(NetError::Config)
     })
 }
 
 /// Registers an option outside listener scopes (global, module or pool), for daemons and
 /// modules. C: `ec_config_register_option()`.
 pub fn register_config_option(opt: OptionDef) -> Result<Slot, NetError> {
-    with_state("register_config_option", |st| schema_mut(st, "register_config_option")?.register_option(opt).map_err(NetError::Config))
+    with_state("register_config_option", |st| {
+        schema_mut(st, "register_config_option")?
+            .register_option(opt)
+            .map_err(NetError::Config)
+    })
 }
 
 /// Registers a module scope (`[Name]`).
 pub fn register_module_scope(name: &str) -> Result<(), NetError> {
-    with_state("register_module_scope", |st| schema_mut(st, "register_module_scope")?.register_scope_kind(name, ScopeKind::Module).map_err(NetError::Config))
+    with_state("register_module_scope", |st| {
+        schema_mut(st, "register_module_scope")?
+            .register_scope_kind(name, ScopeKind::Module)
+            .map_err(NetError::Config)
+    })
 }
 
 /// Sets the lines written to a connection the layer refuses: `deny` for `Deny`, `busy` for the
 /// session caps (e.g. SMTP's `554 5.7.1 …` and `421 4.4.5 …`; CRLF is appended).
 pub fn netlistener_set_reject_lines(def: &NetlistenerDef, deny: &str, busy: &str) {
-    let line = |s: &str| if s.is_empty() { Vec::new() } else { format!("{s}\r\n").into_bytes() };
-    *def.reject.write().unwrap_or_else(|p| p.into_inner()) = RejectLines { deny: line(deny), busy: line(busy) };
+    let line = |s: &str| {
+        if s.is_empty() {
+            Vec::new()
+        } else {
+            format!("{s}\r\n").into_bytes()
+        }
+    };
+    *def.reject.write().unwrap_or_else(|p| p.into_inner()) = RejectLines {
+        deny: line(deny),
+        busy: line(busy),
+    };
 }
 
 /// The common options' slots.
@@ -269,15 +327,35 @@ pub fn netlistener_load_config(path: &Path) -> Result<Arc<ConfigStore>, ConfigEr
 }
 
 /// [`netlistener_load_config`] from text (tests, examples).
-pub fn netlistener_load_config_str(name: &str, text: &str) -> Result<Arc<ConfigStore>, ConfigErrors> {
+pub fn netlistener_load_config_str(
+    name: &str,
+    text: &str,
+) -> Result<Arc<ConfigStore>, ConfigErrors> {
     load_with(|schema| ConfigStore::from_str(schema, name, text))
 }
 
-fn load_with(f: impl FnOnce(Arc<Schema>) -> Result<ConfigStore, ConfigErrors>) -> Result<Arc<ConfigStore>, ConfigErrors> {
-    let not_sched = || ConfigErrors(vec![ConfigError { path: String::new(), line: 0, section: String::new(), option: String::new(), reason: "netlistener_load_config: only on the scheduler thread".into() }]);
-    let schema = with_state("netlistener_load_config", |st| Ok(st.schema.take())).map_err(|_| not_sched())?;
+fn load_with(
+    f: impl FnOnce(Arc<Schema>) -> Result<ConfigStore, ConfigErrors>,
+) -> Result<Arc<ConfigStore>, ConfigErrors> {
+    let not_sched = || {
+        ConfigErrors(vec![ConfigError {
+            path: String::new(),
+            line: 0,
+            section: String::new(),
+            option: String::new(),
+            reason: "netlistener_load_config: only on the scheduler thread".into(),
+        }])
+    };
+    let schema = with_state("netlistener_load_config", |st| Ok(st.schema.take()))
+        .map_err(|_| not_sched())?;
     let Some(schema) = schema else {
-        let e = ConfigError { path: String::new(), line: 0, section: String::new(), option: String::new(), reason: "netlistener_load_config: already loaded (use netlistener_reload)".into() };
+        let e = ConfigError {
+            path: String::new(),
+            line: 0,
+            section: String::new(),
+            option: String::new(),
+            reason: "netlistener_load_config: already loaded (use netlistener_reload)".into(),
+        };
         return Err(ConfigErrors(vec![e]));
     };
     let schema = Arc::new(schema);
@@ -293,7 +371,13 @@ fn load_with(f: impl FnOnce(Arc<Schema>) -> Result<ConfigStore, ConfigErrors>) -
         }
     };
     let _ = with_state("netlistener_load_config", |st| {
-        st.shared = Some(Arc::new(Shared { store: store.clone(), slots: st.slots, caps: Mutex::new(HashMap::new()), sessions: Mutex::new(HashMap::new()), next_conn_id: AtomicU64::new(1) }));
+        st.shared = Some(Arc::new(Shared {
+            store: store.clone(),
+            slots: st.slots,
+            caps: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            next_conn_id: AtomicU64::new(1),
+        }));
         Ok(())
     });
     Ok(store)
@@ -307,7 +391,12 @@ fn clone_schema(_a: &Arc<Schema>) -> Schema {
 
 /// The configuration store in force. C: the source of `ec_config_fetch_globalconf()`.
 pub fn netlistener_config() -> Result<Arc<ConfigStore>, NetError> {
-    with_state("netlistener_config", |st| st.shared.as_ref().map(|s| s.store.clone()).ok_or(NetError::NotLoaded("netlistener_config")))
+    with_state("netlistener_config", |st| {
+        st.shared
+            .as_ref()
+            .map(|s| s.store.clone())
+            .ok_or(NetError::NotLoaded("netlistener_config"))
+    })
 }
 
 /// The current configuration generation. C: `ec_config_fetch_globalconf()`.
@@ -330,13 +419,26 @@ pub fn netlistener_start() -> Result<(), NetError> {
 /// Re-reads the configuration; on success applies the new generation (diffing the Listen
 /// set). On failure the running generation stays in force and every error is returned.
 pub fn netlistener_reload() -> Result<Arc<Generation>, ConfigErrors> {
-    let store = netlistener_config().map_err(|e| ConfigErrors(vec![ConfigError { path: String::new(), line: 0, section: String::new(), option: String::new(), reason: e.to_string() }]))?;
+    let store = netlistener_config().map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            path: String::new(),
+            line: 0,
+            section: String::new(),
+            option: String::new(),
+            reason: e.to_string(),
+        }])
+    })?;
     let gen = store.reload()?;
     let _ = netlistener_apply(&gen);
     Ok(gen)
 }
 
-fn settings(gen: &Generation, slots: &CommonSlots, def: &NetlistenerDef, addr: &ListenAddr) -> (bool, ListenSettings, bool) {
+fn settings(
+    gen: &Generation,
+    slots: &CommonSlots,
+    def: &NetlistenerDef,
+    addr: &ListenAddr,
+) -> (bool, ListenSettings, bool) {
     let f = |s: Slot| gen.fetch(s, &def.scope, Some(addr), None).value;
     let size = |s: Slot, d: usize| match f(s).as_size() {
         0 => d,
@@ -355,7 +457,11 @@ fn settings(gen: &Generation, slots: &CommonSlots, def: &NetlistenerDef, addr: &
         events_per_iter: if per_iter <= 0 { 1 } else { per_iter as usize },
         file_mode: f(slots.file_mode).as_mode(),
     };
-    (f(slots.enable).as_bool(), st, f(slots.fatal_listen_errors).as_bool())
+    (
+        f(slots.enable).as_bool(),
+        st,
+        f(slots.fatal_listen_errors).as_bool(),
+    )
 }
 
 /// Applies `gen` to the open sockets: unchanged Listens keep their fd, new ones open, removed
@@ -364,7 +470,10 @@ fn settings(gen: &Generation, slots: &CommonSlots, def: &NetlistenerDef, addr: &
 pub fn netlistener_apply(gen: &Arc<Generation>) -> Result<Vec<String>, NetError> {
     configure_pools(gen);
     with_state("netlistener_apply", |st| {
-        let shared = st.shared.clone().ok_or(NetError::NotLoaded("netlistener_apply"))?;
+        let shared = st
+            .shared
+            .clone()
+            .ok_or(NetError::NotLoaded("netlistener_apply"))?;
         let mut wanted = Vec::new();
         for def in &st.defs {
             for addr in gen.listens(&def.scope) {
@@ -377,12 +486,18 @@ pub fn netlistener_apply(gen: &Arc<Generation>) -> Result<Vec<String>, NetError>
         let mut keep: HashMap<(String, String), Instance> = HashMap::new();
         for mut inst in std::mem::take(&mut st.instances) {
             let k = key(&inst.info.def.scope, &inst.info.address);
-            let still = wanted.iter().any(|(d, a, en, _, _)| *en && key(&d.scope, a) == k);
+            let still = wanted
+                .iter()
+                .any(|(d, a, en, _, _)| *en && key(&d.scope, a) == k);
             if still && matches!(inst.state, ListenState::Listening) {
                 keep.insert(k, inst);
             } else {
                 if matches!(inst.state, ListenState::Listening) {
-                    log::info!("{} Listen \"{}\": closing", inst.info.def.scope, inst.info.address);
+                    log::info!(
+                        "{} Listen \"{}\": closing",
+                        inst.info.def.scope,
+                        inst.info.address
+                    );
                 }
                 inst.close();
             }
@@ -391,7 +506,10 @@ pub fn netlistener_apply(gen: &Arc<Generation>) -> Result<Vec<String>, NetError>
         for (def, addr, enabled, s, is_fatal) in wanted {
             let k = key(&def.scope, &addr);
             if let Some(mut inst) = keep.remove(&k) {
-                if inst.settings.concurrency != s.concurrency || inst.settings.events_per_iter != s.events_per_iter || inst.settings.queue_backlog != s.queue_backlog {
+                if inst.settings.concurrency != s.concurrency
+                    || inst.settings.events_per_iter != s.events_per_iter
+                    || inst.settings.queue_backlog != s.queue_backlog
+                {
                     inst.stop();
                     inst.settings = s;
                     inst.start(&shared);
@@ -401,18 +519,33 @@ pub fn netlistener_apply(gen: &Arc<Generation>) -> Result<Vec<String>, NetError>
                 st.instances.push(inst);
                 continue;
             }
-            let info = Arc::new(ListenInfo { def: def.clone(), address: addr.clone(), bound: Mutex::new(None), stats: Stats::default(), serial: listen::next_serial() });
+            let info = Arc::new(ListenInfo {
+                def: def.clone(),
+                address: addr.clone(),
+                bound: Mutex::new(None),
+                stats: Stats::default(),
+                serial: listen::next_serial(),
+            });
             if !enabled {
-                st.instances.push(Instance::new(info, s, ListenState::Disabled));
+                st.instances
+                    .push(Instance::new(info, s, ListenState::Disabled));
                 continue;
             }
             let mut inst = Instance::new(info, s, ListenState::Disabled);
             match inst.open(&st.runtime_dir) {
                 Ok(()) => {
-                    log::info!("{} Listen \"{addr}\": listening on {}", def.scope, bound_text(&inst.info));
+                    log::info!(
+                        "{} Listen \"{addr}\": listening on {}",
+                        def.scope,
+                        bound_text(&inst.info)
+                    );
                     inst.start(&shared);
                 }
-                Err(()) if is_fatal => fatal.push(format!("{} Listen \"{addr}\": {}", def.scope, state_text(&inst.state))),
+                Err(()) if is_fatal => fatal.push(format!(
+                    "{} Listen \"{addr}\": {}",
+                    def.scope,
+                    state_text(&inst.state)
+                )),
                 Err(()) => {}
             }
             st.instances.push(inst);
@@ -423,7 +556,12 @@ pub fn netlistener_apply(gen: &Arc<Generation>) -> Result<Vec<String>, NetError>
 
 fn configure_pools(gen: &Generation) {
     let schema = gen.schema();
-    let (Some(c), Some(b)) = (schema.slot("Concurrency", ScopeClass::ThreadPool), schema.slot("Backlog", ScopeClass::ThreadPool)) else { return };
+    let (Some(c), Some(b)) = (
+        schema.slot("Concurrency", ScopeClass::ThreadPool),
+        schema.slot("Backlog", ScopeClass::ThreadPool),
+    ) else {
+        return;
+    };
     for name in gen.threadpools() {
         let conc = gen.threadpool(&name, c).as_int().max(1) as usize;
         let backlog = gen.threadpool(&name, b).as_int().max(0) as usize;
@@ -432,7 +570,11 @@ fn configure_pools(gen: &Generation) {
 }
 
 fn bound_text(info: &ListenInfo) -> String {
-    info.bound.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map_or_else(|| "-".to_string(), |b| b.to_string())
+    info.bound
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map_or_else(|| "-".to_string(), |b| b.to_string())
 }
 
 fn state_text(s: &ListenState) -> String {
@@ -486,7 +628,17 @@ pub fn listeners_report() -> Vec<ListenReport> {
 /// and examples that bind port 0.
 pub fn bound_address(kind: &str) -> Option<ListenAddr> {
     with_state("bound_address", |st| {
-        Ok(st.instances.iter().filter(|i| i.info.def.scope.eq_ignore_ascii_case(kind)).find_map(|i| i.info.bound.lock().unwrap_or_else(|p| p.into_inner()).clone()))
+        Ok(st
+            .instances
+            .iter()
+            .filter(|i| i.info.def.scope.eq_ignore_ascii_case(kind))
+            .find_map(|i| {
+                i.info
+                    .bound
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+            }))
     })
     .ok()
     .flatten()
@@ -494,14 +646,29 @@ pub fn bound_address(kind: &str) -> Option<ListenAddr> {
 
 /// Every registered type with its counters.
 pub fn types_report() -> Vec<(String, StatsSnapshot)> {
-    with_state("types_report", |st| Ok(st.defs.iter().map(|d| (d.scope.clone(), d.stats.snapshot())).collect())).unwrap_or_default()
+    with_state("types_report", |st| {
+        Ok(st
+            .defs
+            .iter()
+            .map(|d| (d.scope.clone(), d.stats.snapshot()))
+            .collect())
+    })
+    .unwrap_or_default()
 }
 
 /// Live sessions (oldest first), as the console's `show inbound` lists them.
 pub fn sessions_report() -> Vec<SessionInfo> {
     with_state("sessions_report", |st| {
-        let Some(sh) = &st.shared else { return Ok(Vec::new()) };
-        let mut v: Vec<SessionInfo> = sh.sessions.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let Some(sh) = &st.shared else {
+            return Ok(Vec::new());
+        };
+        let mut v: Vec<SessionInfo> = sh
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
         v.sort_by_key(|s| s.conn_id);
         Ok(v)
     })
@@ -514,10 +681,17 @@ pub fn count_sessions(kind: &str, cidr: &crate::config::Cidr) -> usize {
         .iter()
         .filter(|s| s.kind.eq_ignore_ascii_case(kind))
         .filter(|s| {
-            let ip = s.peer.parse::<std::net::SocketAddr>().map(|a| a.ip().to_canonical()).ok();
+            let ip = s
+                .peer
+                .parse::<std::net::SocketAddr>()
+                .map(|a| a.ip().to_canonical())
+                .ok();
             match ip {
                 Some(ip) => cidr.contains(ip),
-                None => cidr.contains(std::net::Ipv4Addr::LOCALHOST.into()) || cidr.contains(std::net::Ipv6Addr::LOCALHOST.into()),
+                None => {
+                    cidr.contains(std::net::Ipv4Addr::LOCALHOST.into())
+                        || cidr.contains(std::net::Ipv6Addr::LOCALHOST.into())
+                }
             }
         })
         .count()
@@ -537,12 +711,19 @@ pub fn netlistener_stop_listening() {
 /// when their job resumes or drops them). Returns how many were closed.
 pub fn netlistener_close_sessions() -> usize {
     let ids: Vec<_> = sessions_report().into_iter().map(|s| s.event).collect();
-    ids.into_iter().filter(|id| scheduler::clear_timed_event(*id)).count()
+    ids.into_iter()
+        .filter(|id| scheduler::clear_timed_event(*id))
+        .count()
 }
 
 /// Live sessions.
 pub fn active_sessions() -> usize {
-    with_state("active_sessions", |st| Ok(st.shared.as_ref().map_or(0, |s| s.sessions.lock().unwrap_or_else(|p| p.into_inner()).len()))).unwrap_or(0)
+    with_state("active_sessions", |st| {
+        Ok(st.shared.as_ref().map_or(0, |s| {
+            s.sessions.lock().unwrap_or_else(|p| p.into_inner()).len()
+        }))
+    })
+    .unwrap_or(0)
 }
 
 /// Drops this thread's netlistener state (all sockets closed). For tests and embedders that

@@ -57,35 +57,138 @@ pub struct CommonSlots {
 
 const SOCKET: Scopes = Scopes(Scopes::LISTENER.0 | Scopes::LISTEN.0);
 const SESSION: Scopes = Scopes(Scopes::LISTENER.0 | Scopes::LISTEN.0 | Scopes::PEER.0);
-const EVERYWHERE: Scopes = Scopes(SESSION.0 | Scopes::PATHWAY.0 | Scopes::PATHWAY_GROUP.0 | Scopes::GLOBAL.0);
-const COUNT: OptionType = OptionType::Int { min: 0, max: 1 << 30 };
+const EVERYWHERE: Scopes =
+    Scopes(SESSION.0 | Scopes::PATHWAY.0 | Scopes::PATHWAY_GROUP.0 | Scopes::GLOBAL.0);
+const COUNT: OptionType = OptionType::Int {
+    min: 0,
+    max: 1 << 30,
+};
 
-fn opt(name: &'static str, ty: OptionType, default: &'static str, scopes: Scopes, doc: &'static str) -> OptionDef {
+fn opt(
+    name: &'static str,
+    ty: OptionType,
+    default: &'static str,
+    scopes: Scopes,
+    doc: &'static str,
+) -> OptionDef {
     OptionDef::new(name, ty, default, scopes, doc)
 }
 
 impl CommonSlots {
     /// Registers the common options in `schema`.
     pub fn register(schema: &mut Schema) -> Result<CommonSlots, ConfigError> {
-        let mut pool = opt("Pool_Name", OptionType::Str, "IO", SESSION | Scopes::GLOBAL, "thread pool for blocking work of sessions");
+        let mut pool = opt(
+            "Pool_Name",
+            OptionType::Str,
+            "IO",
+            SESSION | Scopes::GLOBAL,
+            "thread pool for blocking work of sessions",
+        );
         pool.refers_to = Some(crate::config::RefKind::ThreadPool);
         let mut r = |d: OptionDef| schema.register_option(d);
         Ok(CommonSlots {
-            enable: r(opt("Enable", OptionType::Bool, "true", SOCKET, "open a socket for this Listen"))?,
-            listen_backlog: r(opt("Listen_Backlog", OptionType::Int { min: 1, max: 65535 }, "500", SOCKET, "listen(2) backlog"))?,
-            concurrency: r(opt("Concurrency", OptionType::Int { min: 0, max: 64 }, "0", SOCKET, "accept threads per socket (0: accept in the scheduler)"))?,
-            accept_queue_backlog: r(opt("Accept_Queue_Backlog", COUNT, "0", SOCKET, "bound of the accept-thread hand-off queue (0: unbounded)"))?,
-            events_per_iter: r(opt("Events_Per_Iter", OptionType::Int { min: i64::MIN, max: 1 << 20 }, "1", SOCKET, "sessions started per loop iteration (<= 0: 1)"))?,
+            enable: r(opt(
+                "Enable",
+                OptionType::Bool,
+                "true",
+                SOCKET,
+                "open a socket for this Listen",
+            ))?,
+            listen_backlog: r(opt(
+                "Listen_Backlog",
+                OptionType::Int { min: 1, max: 65535 },
+                "500",
+                SOCKET,
+                "listen(2) backlog",
+            ))?,
+            concurrency: r(opt(
+                "Concurrency",
+                OptionType::Int { min: 0, max: 64 },
+                "0",
+                SOCKET,
+                "accept threads per socket (0: accept in the scheduler)",
+            ))?,
+            accept_queue_backlog: r(opt(
+                "Accept_Queue_Backlog",
+                COUNT,
+                "0",
+                SOCKET,
+                "bound of the accept-thread hand-off queue (0: unbounded)",
+            ))?,
+            events_per_iter: r(opt(
+                "Events_Per_Iter",
+                OptionType::Int {
+                    min: i64::MIN,
+                    max: 1 << 20,
+                },
+                "1",
+                SOCKET,
+                "sessions started per loop iteration (<= 0: 1)",
+            ))?,
             pool_name: r(pool)?,
-            file_mode: r(opt("File_Mode", OptionType::Mode, "0660", SOCKET, "permissions of a Unix socket"))?,
-            tcp_recv_buffer_size: r(opt("TCP_Recv_Buffer_Size", OptionType::Size, "0", SOCKET, "SO_RCVBUF (0: default)"))?,
-            tcp_send_buffer_size: r(opt("TCP_Send_Buffer_Size", OptionType::Size, "0", SOCKET, "SO_SNDBUF (0: default)"))?,
-            disable_nagle: r(opt("Disable_Nagle_Algorithm", OptionType::Bool, "false", SOCKET, "set TCP_NODELAY on accepted sockets"))?,
-            idle_time: r(opt("Idle_Time", OptionType::Duration, "0", EVERYWHERE, "idle timeout of a session (0: none)"))?,
-            listener_sessions: r(opt("Listener_Sessions", COUNT, "0", SESSION | Scopes::GLOBAL, "concurrent sessions per Listen (per CIDR block in a Peer; 0: unlimited)"))?,
-            service_sessions: r(opt("Service_Sessions", COUNT, "0", SESSION | Scopes::GLOBAL, "concurrent sessions per listener type (per CIDR block in a Peer; 0: unlimited)"))?,
-            deny: r(opt("Deny", OptionType::Bool, "false", SESSION, "refuse connections from this Peer"))?,
-            fatal_listen_errors: r(opt("Fatal_Listen_Errors", OptionType::Bool, "true", SOCKET | Scopes::GLOBAL, "a Listen failing at start-up stops the daemon"))?,
+            file_mode: r(opt(
+                "File_Mode",
+                OptionType::Mode,
+                "0660",
+                SOCKET,
+                "permissions of a Unix socket",
+            ))?,
+            tcp_recv_buffer_size: r(opt(
+                "TCP_Recv_Buffer_Size",
+                OptionType::Size,
+                "0",
+                SOCKET,
+                "SO_RCVBUF (0: default)",
+            ))?,
+            tcp_send_buffer_size: r(opt(
+                "TCP_Send_Buffer_Size",
+                OptionType::Size,
+                "0",
+                SOCKET,
+                "SO_SNDBUF (0: default)",
+            ))?,
+            disable_nagle: r(opt(
+                "Disable_Nagle_Algorithm",
+                OptionType::Bool,
+                "false",
+                SOCKET,
+                "set TCP_NODELAY on accepted sockets",
+            ))?,
+            idle_time: r(opt(
+                "Idle_Time",
+                OptionType::Duration,
+                "0",
+                EVERYWHERE,
+                "idle timeout of a session (0: none)",
+            ))?,
+            listener_sessions: r(opt(
+                "Listener_Sessions",
+                COUNT,
+                "0",
+                SESSION | Scopes::GLOBAL,
+                "concurrent sessions per Listen (per CIDR block in a Peer; 0: unlimited)",
+            ))?,
+            service_sessions: r(opt(
+                "Service_Sessions",
+                COUNT,
+                "0",
+                SESSION | Scopes::GLOBAL,
+                "concurrent sessions per listener type (per CIDR block in a Peer; 0: unlimited)",
+            ))?,
+            deny: r(opt(
+                "Deny",
+                OptionType::Bool,
+                "false",
+                SESSION,
+                "refuse connections from this Peer",
+            ))?,
+            fatal_listen_errors: r(opt(
+                "Fatal_Listen_Errors",
+                OptionType::Bool,
+                "true",
+                SOCKET | Scopes::GLOBAL,
+                "a Listen failing at start-up stops the daemon",
+            ))?,
         })
     }
 }

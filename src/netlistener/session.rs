@@ -96,7 +96,12 @@ impl Stats {
     /// Reads every counter.
     pub fn snapshot(&self) -> StatsSnapshot {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let (d, lc, sc, ac) = (l(&self.refused_deny), l(&self.refused_listener_cap), l(&self.refused_service_cap), l(&self.refused_acceptor));
+        let (d, lc, sc, ac) = (
+            l(&self.refused_deny),
+            l(&self.refused_listener_cap),
+            l(&self.refused_service_cap),
+            l(&self.refused_acceptor),
+        );
         StatsSnapshot {
             accepted: l(&self.accepted),
             refused: d + lc + sc + ac,
@@ -128,7 +133,11 @@ impl Stats {
     }
 
     fn ended(&self) {
-        let _ = self.active.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
+        let _ = self
+            .active
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(1))
+            });
     }
 }
 
@@ -203,7 +212,11 @@ impl Drop for Ticket {
                 }
             }
         }
-        self.shared.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.conn_id);
+        self.shared
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.conn_id);
         self.inst.stats.ended();
         self.inst.def.stats.ended();
     }
@@ -238,7 +251,11 @@ pub struct AcceptConstruct {
 
 impl std::fmt::Debug for AcceptConstruct {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AcceptConstruct").field("conn_id", &self.conn_id).field("peer", &self.peer).field("listen", &self.inst.address.to_string()).finish()
+        f.debug_struct("AcceptConstruct")
+            .field("conn_id", &self.conn_id)
+            .field("peer", &self.peer)
+            .field("listen", &self.inst.address.to_string())
+            .finish()
     }
 }
 
@@ -277,13 +294,26 @@ impl AcceptConstruct {
 }
 
 /// Checks the caps for a new session and takes its places; `Err` names the cap that refused.
-pub(crate) fn take_caps(shared: &Arc<Shared>, gen: &Generation, chain: &Chain, inst: &ListenInfo) -> Result<Vec<CapKey>, Refusal> {
+pub(crate) fn take_caps(
+    shared: &Arc<Shared>,
+    gen: &Generation,
+    chain: &Chain,
+    inst: &ListenInfo,
+) -> Result<Vec<CapKey>, Refusal> {
     let mut keys = Vec::new();
     let l = gen.fetch_in(chain, shared.slots.listener_sessions);
     let s = gen.fetch_in(chain, shared.slots.service_sessions);
     let wanted = [
-        (l.value.as_int(), CapKey::Listener(inst.serial, gen.scope_cidr(l.scope)), Refusal::ListenerSessions),
-        (s.value.as_int(), CapKey::Service(inst.def.scope.to_ascii_lowercase(), gen.scope_cidr(s.scope)), Refusal::ServiceSessions),
+        (
+            l.value.as_int(),
+            CapKey::Listener(inst.serial, gen.scope_cidr(l.scope)),
+            Refusal::ListenerSessions,
+        ),
+        (
+            s.value.as_int(),
+            CapKey::Service(inst.def.scope.to_ascii_lowercase(), gen.scope_cidr(s.scope)),
+            Refusal::ServiceSessions,
+        ),
     ];
     if wanted.iter().all(|(max, _, _)| *max <= 0) {
         return Ok(keys);
@@ -308,10 +338,24 @@ pub(crate) fn take_caps(shared: &Arc<Shared>, gen: &Generation, chain: &Chain, i
 }
 
 /// Registers a new session (counters, registry) and returns its ticket.
-pub(crate) fn open_ticket(shared: &Arc<Shared>, inst: &Arc<ListenInfo>, caps: Vec<CapKey>, info: SessionInfo) -> Ticket {
+pub(crate) fn open_ticket(
+    shared: &Arc<Shared>,
+    inst: &Arc<ListenInfo>,
+    caps: Vec<CapKey>,
+    info: SessionInfo,
+) -> Ticket {
     inst.stats.started();
     inst.def.stats.started();
     let conn_id = info.conn_id;
-    shared.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(conn_id, info);
-    Ticket { shared: shared.clone(), inst: inst.clone(), caps, conn_id }
+    shared
+        .sessions
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(conn_id, info);
+    Ticket {
+        shared: shared.clone(),
+        inst: inst.clone(),
+        caps,
+        conn_id,
+    }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use netlistener::config::{ListenAddr, OptionDef, OptionType, Scopes, Slot};
 use netlistener::event::{Closure, Event, Io, OutBuf, E_READ, E_TIMEOUT, E_WRITE};
 use netlistener::netlistener::*;
-use netlistener::scheduler::{SchedulerHandle, Scheduler};
+use netlistener::scheduler::{Scheduler, SchedulerHandle};
 
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -27,7 +27,14 @@ struct Sess {
 /// Listen + Peer fallback), then echoes.
 fn t_listener(e: &mut Event, et: i32, closure: &mut Closure, now: Instant) -> i32 {
     let ac = closure.downcast_mut::<AcceptConstruct>().unwrap();
-    let slot = GREETING.with(|g| g.borrow().iter().find(|(k, _)| *k == ac.inst.def.scope).map(|(_, s)| *s)).unwrap();
+    let slot = GREETING
+        .with(|g| {
+            g.borrow()
+                .iter()
+                .find(|(k, _)| *k == ac.inst.def.scope)
+                .map(|(_, s)| *s)
+        })
+        .unwrap();
     let line = format!("{} {}\r\n", ac.kind(), ac.fetch(slot).as_str());
     let mut s = Sess { out: OutBuf::new() };
     if s.out.send(e, line.as_bytes()).is_err() {
@@ -77,8 +84,16 @@ pub fn register_test_types(names: &[&str]) {
         let def = netlistener_register3(n, t_listener, None, "test").unwrap();
         netlistener_set_reject_lines(&def, &format!("{n} DENIED"), &format!("{n} BUSY"));
         // An option valid at global scope belongs to one type only: the first gets GLOBAL.
-        let scopes = if i == 0 { Scopes::LISTENER_ALL | Scopes::GLOBAL } else { Scopes::LISTENER_ALL };
-        let slot = netlistener_register_option(&def, OptionDef::new("Greeting", OptionType::Str, "hi", scopes, "test greeting")).unwrap();
+        let scopes = if i == 0 {
+            Scopes::LISTENER_ALL | Scopes::GLOBAL
+        } else {
+            Scopes::LISTENER_ALL
+        };
+        let slot = netlistener_register_option(
+            &def,
+            OptionDef::new("Greeting", OptionType::Str, "hi", scopes, "test greeting"),
+        )
+        .unwrap();
         GREETING.with(|g| g.borrow_mut().push((def.scope.clone(), slot)));
     }
 }
@@ -113,7 +128,10 @@ impl Server {
             netlistener_reset();
         });
         let handle = rx.recv_timeout(DEADLINE).expect("server started");
-        Server { handle, thread: Some(thread) }
+        Server {
+            handle,
+            thread: Some(thread),
+        }
     }
 
     /// Runs `f` on the scheduler thread and returns its result.
@@ -128,7 +146,11 @@ impl Server {
     /// Bound TCP addresses of every listening instance of `kind`, in configuration order.
     pub fn addrs(&self, kind: &'static str) -> Vec<SocketAddr> {
         self.on_sched(move || {
-            listeners_report().into_iter().filter(|r| r.kind == kind && r.state == "listening").filter_map(|r| r.bound.parse().ok()).collect()
+            listeners_report()
+                .into_iter()
+                .filter(|r| r.kind == kind && r.state == "listening")
+                .filter_map(|r| r.bound.parse().ok())
+                .collect()
         })
     }
 
@@ -168,12 +190,16 @@ impl Client {
     pub fn wrap(s: TcpStream) -> Client {
         s.set_read_timeout(Some(DEADLINE)).unwrap();
         s.set_write_timeout(Some(DEADLINE)).unwrap();
-        Client { r: BufReader::new(s) }
+        Client {
+            r: BufReader::new(s),
+        }
     }
 
     pub fn line(&mut self) -> String {
         let mut l = String::new();
-        self.r.read_line(&mut l).expect("read a line before the deadline");
+        self.r
+            .read_line(&mut l)
+            .expect("read a line before the deadline");
         l.trim_end().to_string()
     }
 
@@ -190,7 +216,8 @@ impl Client {
     /// True when the server closed the connection (EOF or reset) before the deadline.
     pub fn closed(&mut self) -> bool {
         let mut b = [0u8; 64];
-        matches!(self.r.read(&mut b), Ok(0)) || matches!(self.r.read(&mut b), Err(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+        matches!(self.r.read(&mut b), Ok(0))
+            || matches!(self.r.read(&mut b), Err(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset)
     }
 }
 
@@ -207,7 +234,10 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 pub fn tempdir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("nl-test-{tag}-{}-{:?}", std::process::id(), Instant::now()).replace([' ', ':', '.'], "_"));
+    let d = std::env::temp_dir().join(
+        format!("nl-test-{tag}-{}-{:?}", std::process::id(), Instant::now())
+            .replace([' ', ':', '.'], "_"),
+    );
     std::fs::create_dir_all(&d).unwrap();
     d
 }
