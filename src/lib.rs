@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod daemon;
 pub mod event;
 pub mod modules;
 pub mod netlistener;

@@ -90,6 +90,7 @@ pub struct NetlistenerDef {
     /// Default `SO_RCVBUF` / `SO_SNDBUF` for this type (0: OS default). C: `netlistener_register4()`.
     pub default_buffers: (usize, usize),
     reject: RwLock<RejectLines>,
+    default_file_mode: std::sync::atomic::AtomicU32,
     /// Counters of the whole type (every Listen).
     pub stats: Stats,
 }
@@ -237,6 +238,7 @@ pub fn netlistener_register4(
             module: module.to_string(),
             default_buffers: (recv_buffer, send_buffer),
             reject: RwLock::new(RejectLines::default()),
+            default_file_mode: std::sync::atomic::AtomicU32::new(0),
             stats: Stats::default(),
         });
         st.defs.push(def.clone());
@@ -292,6 +294,13 @@ pub fn netlistener_set_reject_lines(def: &NetlistenerDef, deny: &str, busy: &str
         deny: line(deny),
         busy: line(busy),
     };
+}
+
+/// Sets the type's own default `File_Mode` for Unix sockets (used when no scope sets one),
+/// e.g. 0600 for an admin console.
+pub fn netlistener_set_default_file_mode(def: &NetlistenerDef, mode: u32) {
+    def.default_file_mode
+        .store(mode, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// The common options' slots.
@@ -455,7 +464,17 @@ fn settings(
         concurrency: f(slots.concurrency).as_int() as usize,
         queue_backlog: f(slots.accept_queue_backlog).as_int() as usize,
         events_per_iter: if per_iter <= 0 { 1 } else { per_iter as usize },
-        file_mode: f(slots.file_mode).as_mode(),
+        file_mode: {
+            let fm = gen.fetch(slots.file_mode, &def.scope, Some(addr), None);
+            let own = def
+                .default_file_mode
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if fm.scope == crate::config::ScopeId::DEFAULT && own != 0 {
+                own
+            } else {
+                fm.value.as_mode()
+            }
+        },
     };
     (
         f(slots.enable).as_bool(),
