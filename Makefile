@@ -21,6 +21,8 @@ release:
 test: manlint
 	$(CARGO) test --all-targets
 	$(CARGO) test --doc
+	$(CARGO) run -q --bin netlistenerd -- -c conf.d --check
+	$(CARGO) run -q --example custom_daemon -- -c examples/custom_daemon.conf --check
 
 lint:
 	$(CARGO) fmt --all -- --check
