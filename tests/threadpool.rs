@@ -32,7 +32,11 @@ fn shutdown_drains_or_skips_as_each_job_asks() {
             r.fetch_add(1 << (i * 4), Ordering::SeqCst);
             Completion::Nothing
         });
-        let job = if i % 2 == 0 { job } else { job.skip_on_shutdown() };
+        let job = if i % 2 == 0 {
+            job
+        } else {
+            job.skip_on_shutdown()
+        };
         pool.submit(job).ok().unwrap();
     }
     assert_eq!(pool.stats().queued, 6);
@@ -41,14 +45,20 @@ fn shutdown_drains_or_skips_as_each_job_asks() {
     let t = std::thread::spawn(move || p3.shutdown());
     // Shutdown drops the skipped jobs from the queue at once: wait for that, then release.
     while p2.stats().queued != 3 {
-        assert!(Instant::now() < end, "shutdown did not drop the skipped jobs");
+        assert!(
+            Instant::now() < end,
+            "shutdown did not drop the skipped jobs"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     gate_tx.send(()).unwrap();
     t.join().unwrap();
     // Jobs 0, 2, 4 (drain) ran once each; 1, 3, 5 (skip) never ran.
     assert_eq!(ran.load(Ordering::SeqCst), 1 | 1 << 8 | 1 << 16);
-    assert!(p2.submit(Job::new(|| Completion::Nothing)).is_err(), "no submit after shutdown");
+    assert!(
+        p2.submit(Job::new(|| Completion::Nothing)).is_err(),
+        "no submit after shutdown"
+    );
     drop(s);
 }
 
@@ -76,9 +86,14 @@ fn a_full_backlog_blocks_the_submitter() {
         p2.submit(Job::new(|| Completion::Nothing)).ok().unwrap();
         done_tx.send(Instant::now()).unwrap();
     });
-    assert!(done_rx.recv_timeout(Duration::from_millis(200)).is_err(), "third submit must block while the backlog is full");
+    assert!(
+        done_rx.recv_timeout(Duration::from_millis(200)).is_err(),
+        "third submit must block while the backlog is full"
+    );
     gate_tx.send(()).unwrap();
-    done_rx.recv_timeout(Duration::from_secs(10)).expect("submit returns once the worker frees a place");
+    done_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("submit returns once the worker frees a place");
     pool.shutdown();
     assert_eq!(pool.stats().completed, 3);
 }

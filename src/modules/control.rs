@@ -267,7 +267,11 @@ fn inbound() -> String {
         let _ = writeln!(
             s,
             "{:>8} {:>5} {:<18} {:<28} {:>7.1}s  {state}",
-            x.conn_id, x.fd, x.kind, x.peer, age
+            x.conn_id,
+            x.fd,
+            x.kind(),
+            x.peer(),
+            age
         );
     }
     s

@@ -36,7 +36,7 @@ use crate::scheduler::{self, SchedulerHandle};
 use crate::sys::{self, SockError, SockOpts};
 
 use super::session::{
-    open_ticket, take_caps, AcceptConstruct, ListenInfo, Refusal, SessionInfo, Shared,
+    open_session, take_caps, AcceptConstruct, ListenInfo, NewSession, Refusal, Shared,
 };
 
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -322,38 +322,20 @@ fn admit(
             },
         );
     }
-    let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
-    let info = SessionInfo {
-        conn_id,
-        fd: fd.as_raw_fd(),
-        kind: def.scope.clone(),
-        listen: inst.address.to_string(),
-        peer: remote.map_or_else(|| "unix".to_string(), |a| a.to_string()),
-        started: now,
-        event: crate::event::EventId::NONE,
-    };
     let idle = gen
         .fetch_in(&chain, shared.slots.idle_time)
         .value
         .as_duration();
-    let ac = AcceptConstruct {
+    let n = NewSession {
         remote_addr: remote,
-        local_addr: sys::local_addr(fd.as_raw_fd()).ok().flatten(),
-        peer,
-        inst: inst.clone(),
-        conn_id,
         idle_time: (!idle.is_zero()).then_some(idle),
-        pool_name: gen
-            .fetch_in(&chain, shared.slots.pool_name)
-            .value
-            .as_str()
-            .to_string(),
-        started: now,
         chain,
         config: gen,
-        accept_construct_closure: None,
-        _ticket: open_ticket(shared, inst, caps, info),
+        caps,
+        fd: fd.as_raw_fd(),
+        now,
     };
+    let ac = open_session(shared, inst, n);
     // Mask 0: the listener callback runs first through `start_session`, not on readiness.
     let mut ev = Event::build_fd_event(fd, 0, def.listener, Box::new(ac));
     if let Some(acceptor) = def.acceptor {
@@ -410,18 +392,7 @@ fn start_session(mut ev: Event, now: Instant) {
     let fd = ev.fd();
     match scheduler::schedule_event(ev) {
         Ok(id) => {
-            scheduler::with_event(id, |e| {
-                let ac = e.closure_mut::<AcceptConstruct>();
-                if let Some(s) = ac
-                    .sessions_map()
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_mut(&conn_id)
-                {
-                    s.event = id;
-                    s.fd = fd;
-                }
-            });
+            scheduler::with_event(id, |e| e.closure_mut::<AcceptConstruct>().set_event(id, fd));
             scheduler::wake_event(id, E_READ);
         }
         Err(e) => log::warn!("cannot schedule session {conn_id}: {e}"),

@@ -384,7 +384,7 @@ fn load_with(
             store: store.clone(),
             slots: st.slots,
             caps: Mutex::new(HashMap::new()),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(session::Registry::default()),
             next_conn_id: AtomicU64::new(1),
         }));
         Ok(())
@@ -685,7 +685,7 @@ pub fn sessions_report() -> Vec<SessionInfo> {
             .sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .values()
+            .iter()
             .cloned()
             .collect();
         v.sort_by_key(|s| s.conn_id);
@@ -698,13 +698,9 @@ pub fn sessions_report() -> Vec<SessionInfo> {
 pub fn count_sessions(kind: &str, cidr: &crate::config::Cidr) -> usize {
     sessions_report()
         .iter()
-        .filter(|s| s.kind.eq_ignore_ascii_case(kind))
+        .filter(|s| s.kind().eq_ignore_ascii_case(kind))
         .filter(|s| {
-            let ip = s
-                .peer
-                .parse::<std::net::SocketAddr>()
-                .map(|a| a.ip().to_canonical())
-                .ok();
+            let ip = s.remote.map(|a| a.ip().to_canonical());
             match ip {
                 Some(ip) => cidr.contains(ip),
                 None => {

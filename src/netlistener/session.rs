@@ -163,23 +163,82 @@ pub(crate) enum CapKey {
     Service(String, Option<Cidr>),
 }
 
-/// A live session, as the console shows it.
+/// A live session, as the console shows it. Holds no strings: an idle session's registry
+/// entry costs a few dozen bytes.
 #[derive(Debug, Clone)]
 pub struct SessionInfo {
     /// Connection id.
     pub conn_id: u64,
     /// The session's fd.
     pub fd: i32,
-    /// The listener type's scope name (`ESMTP_Listener`).
-    pub kind: String,
-    /// The Listen address.
-    pub listen: String,
-    /// The peer (`ip:port`, or `unix`).
-    pub peer: String,
+    /// The Listen instance (its type and address).
+    pub inst: Arc<ListenInfo>,
+    /// The peer (`None` on a Unix socket).
+    pub remote: Option<SocketAddr>,
     /// When it was accepted.
     pub started: Instant,
     /// Its event, once scheduled.
     pub event: EventId,
+}
+
+impl SessionInfo {
+    /// The listener type's scope name (`ESMTP_Listener`).
+    pub fn kind(&self) -> &str {
+        &self.inst.def.scope
+    }
+
+    /// The peer as text: `ip:port`, or `unix`.
+    pub fn peer(&self) -> String {
+        self.remote
+            .map_or_else(|| "unix".to_string(), |a| a.to_string())
+    }
+}
+
+/// The live sessions: a slab (no per-entry hashing), indexed by a session's `reg` slot.
+#[derive(Default)]
+pub(crate) struct Registry {
+    slots: Vec<Option<SessionInfo>>,
+    free: Vec<u32>,
+    live: usize,
+}
+
+impl Registry {
+    fn insert(&mut self, info: SessionInfo) -> u32 {
+        self.live += 1;
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(info);
+                i
+            }
+            None => {
+                self.slots.push(Some(info));
+                (self.slots.len() - 1) as u32
+            }
+        }
+    }
+
+    fn remove(&mut self, i: u32) {
+        if let Some(slot) = self.slots.get_mut(i as usize) {
+            if slot.take().is_some() {
+                self.live -= 1;
+                self.free.push(i);
+            }
+        }
+    }
+
+    /// Sessions alive.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// Every live session.
+    pub fn iter(&self) -> impl Iterator<Item = &SessionInfo> {
+        self.slots.iter().flatten()
+    }
+
+    fn get_mut(&mut self, i: u32) -> Option<&mut SessionInfo> {
+        self.slots.get_mut(i as usize).and_then(Option::as_mut)
+    }
 }
 
 /// State shared by the scheduler thread and the accept threads.
@@ -187,49 +246,17 @@ pub(crate) struct Shared {
     pub store: Arc<ConfigStore>,
     pub slots: CommonSlots,
     pub caps: Mutex<HashMap<CapKey, u64>>,
-    pub sessions: Mutex<HashMap<u64, SessionInfo>>,
+    pub sessions: Mutex<Registry>,
     pub next_conn_id: AtomicU64,
 }
 
-/// Releases a session's caps and registry entry when dropped.
-pub(crate) struct Ticket {
-    shared: Arc<Shared>,
-    inst: Arc<ListenInfo>,
-    caps: Vec<CapKey>,
-    conn_id: u64,
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        if !self.caps.is_empty() {
-            let mut caps = self.shared.caps.lock().unwrap_or_else(|p| p.into_inner());
-            for k in &self.caps {
-                if let Some(n) = caps.get_mut(k) {
-                    *n -= 1;
-                    if *n == 0 {
-                        caps.remove(k);
-                    }
-                }
-            }
-        }
-        self.shared
-            .sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.conn_id);
-        self.inst.stats.ended();
-        self.inst.def.stats.ended();
-    }
-}
-
 /// The closure of every session event. C: `accept_construct`.
+///
+/// Kept small (an idle session costs its event, this, and a registry slot): what can be
+/// derived on demand (`peer()`, `local_addr()`) is not stored.
 pub struct AcceptConstruct {
     /// The peer's address (`None` on a Unix socket). C: `remote_addr`.
     pub remote_addr: Option<SocketAddr>,
-    /// Our end's address (`None` on a Unix socket). C: `local_addr`.
-    pub local_addr: Option<SocketAddr>,
-    /// The peer without port, as Peer scopes match it (Unix peers count as loopback).
-    pub peer: PeerAddr,
     /// The Listen instance. C: `inst`.
     pub inst: Arc<ListenInfo>,
     /// Unique connection id.
@@ -240,20 +267,42 @@ pub struct AcceptConstruct {
     pub chain: Chain,
     /// `Idle_Time` for this session (`None`: no timeout).
     pub idle_time: Option<Duration>,
-    /// `Pool_Name` for this session's blocking work.
-    pub pool_name: String,
-    /// When the connection was accepted.
-    pub started: Instant,
     /// The module's per-session state. C: `accept_construct_closure.vptr`.
     pub accept_construct_closure: Option<Box<dyn Any + Send>>,
-    pub(crate) _ticket: Ticket,
+    shared: Arc<Shared>,
+    caps: Option<Box<[CapKey]>>,
+    reg: u32,
+}
+
+impl Drop for AcceptConstruct {
+    /// Releases the session's caps, registry slot and counters, however it ended.
+    fn drop(&mut self) {
+        if let Some(caps) = self.caps.take() {
+            let mut held = self.shared.caps.lock().unwrap_or_else(|p| p.into_inner());
+            for k in caps.iter() {
+                if let Some(n) = held.get_mut(k) {
+                    *n -= 1;
+                    if *n == 0 {
+                        held.remove(k);
+                    }
+                }
+            }
+        }
+        self.shared
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(self.reg);
+        self.inst.stats.ended();
+        self.inst.def.stats.ended();
+    }
 }
 
 impl std::fmt::Debug for AcceptConstruct {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AcceptConstruct")
             .field("conn_id", &self.conn_id)
-            .field("peer", &self.peer)
+            .field("remote", &self.remote_addr)
             .field("listen", &self.inst.address.to_string())
             .finish()
     }
@@ -267,6 +316,19 @@ impl AcceptConstruct {
         self.config.fetch_in(&self.chain, slot).value
     }
 
+    /// The peer without port, as Peer scopes match it (Unix peers count as loopback).
+    pub fn peer(&self) -> PeerAddr {
+        match self.remote_addr {
+            Some(sa) => PeerAddr::Ip(sa.ip().to_canonical()),
+            None => PeerAddr::Unix,
+        }
+    }
+
+    /// Our end's address (`None` on a Unix socket), asked of the kernel. C: `local_addr`.
+    pub fn local_addr(&self, fd: std::os::fd::RawFd) -> Option<SocketAddr> {
+        crate::sys::local_addr(fd).ok().flatten()
+    }
+
     /// The module's session state, downcast; `None` until the module sets it.
     pub fn closure_mut<T: Any>(&mut self) -> Option<&mut T> {
         self.accept_construct_closure.as_mut()?.downcast_mut::<T>()
@@ -274,7 +336,25 @@ impl AcceptConstruct {
 
     /// True when a newer configuration generation than the session's is in force.
     pub fn config_is_stale(&self) -> bool {
-        self._ticket.shared.store.current().number() != self.config.number()
+        self.shared.store.current().number() != self.config.number()
+    }
+
+    /// `Pool_Name` for this session's blocking work (resolved with the session's fallback).
+    pub fn pool_name(&self) -> &str {
+        self.fetch(self.shared.slots.pool_name).as_str()
+    }
+
+    /// When the connection was accepted.
+    pub fn started(&self) -> Instant {
+        let reg = self
+            .shared
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        reg.slots
+            .get(self.reg as usize)
+            .and_then(|s| s.as_ref())
+            .map_or_else(Instant::now, |s| s.started)
     }
 
     /// Counts an idle timeout for the console.
@@ -283,13 +363,70 @@ impl AcceptConstruct {
         self.inst.def.stats.timeouts.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn sessions_map(&self) -> &Mutex<HashMap<u64, SessionInfo>> {
-        &self._ticket.shared.sessions
-    }
-
     /// The listener type's name (`ESMTP`).
     pub fn kind(&self) -> &str {
         &self.inst.def.name
+    }
+
+    /// Records the session's event once it is scheduled (for the console and shutdown).
+    pub(crate) fn set_event(&self, id: EventId, fd: i32) {
+        if let Some(s) = self
+            .shared
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(self.reg)
+        {
+            s.event = id;
+            s.fd = fd;
+        }
+    }
+}
+
+/// The parts of a new session's `AcceptConstruct` that the accept path resolved.
+pub(crate) struct NewSession {
+    pub remote_addr: Option<SocketAddr>,
+    pub config: Arc<Generation>,
+    pub chain: Chain,
+    pub idle_time: Option<Duration>,
+    pub caps: Vec<CapKey>,
+    pub fd: i32,
+    pub now: Instant,
+}
+
+/// Registers a new session (counters, registry) and builds its `AcceptConstruct`.
+pub(crate) fn open_session(
+    shared: &Arc<Shared>,
+    inst: &Arc<ListenInfo>,
+    n: NewSession,
+) -> AcceptConstruct {
+    inst.stats.started();
+    inst.def.stats.started();
+    let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let info = SessionInfo {
+        conn_id,
+        fd: n.fd,
+        inst: inst.clone(),
+        remote: n.remote_addr,
+        started: n.now,
+        event: EventId::NONE,
+    };
+    let reg = shared
+        .sessions
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(info);
+    AcceptConstruct {
+        remote_addr: n.remote_addr,
+        inst: inst.clone(),
+        conn_id,
+        config: n.config,
+        chain: n.chain,
+        idle_time: n.idle_time,
+        accept_construct_closure: None,
+        shared: shared.clone(),
+        caps: (!n.caps.is_empty()).then(|| n.caps.into_boxed_slice()),
+        reg,
     }
 }
 
@@ -335,27 +472,4 @@ pub(crate) fn take_caps(
         keys.push(key);
     }
     Ok(keys)
-}
-
-/// Registers a new session (counters, registry) and returns its ticket.
-pub(crate) fn open_ticket(
-    shared: &Arc<Shared>,
-    inst: &Arc<ListenInfo>,
-    caps: Vec<CapKey>,
-    info: SessionInfo,
-) -> Ticket {
-    inst.stats.started();
-    inst.def.stats.started();
-    let conn_id = info.conn_id;
-    shared
-        .sessions
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(conn_id, info);
-    Ticket {
-        shared: shared.clone(),
-        inst: inst.clone(),
-        caps,
-        conn_id,
-    }
 }
