@@ -18,7 +18,7 @@ Closed loop: N connections, each sends SIZE bytes and waits for the whole echo b
 sending again. Prints one line:
   conns=N size=S duration_s=D requests=R rps=X p50_us=A p99_us=B errors=E
 Idle: opens N connections, echoes one byte on each (unless --no-touch), prints
-  opened=K  (as soon as they are all open), holds them for --hold, then prints
+  opened=K errors=E  (once they are all open), holds them for --hold, then prints
   idle_conns=N opened=K errors=E
 Only loopback targets (127.0.0.0/8, ::1) are accepted. Durations: 500ms, 5s, 1m, or
 plain seconds. Exit status: 0 ok, 1 errors above --max-errors, 2 usage, 3 watchdog.";

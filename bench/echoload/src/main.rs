@@ -12,8 +12,15 @@
 //!
 //! Idle (`--idle N`): opens N connections from one thread (blocking connects with a
 //! timeout), echoes one byte on each so the server has accepted and served every one of
-//! them, prints `opened=K` (flushed) for a driver to measure the server's memory, holds
-//! them for `--hold`, and exits. This process needs N + a few file descriptors: std
+//! them, prints `opened=K errors=E` (flushed) for a driver to measure the server's memory,
+//! holds them for `--hold`, and exits.
+//!
+//! TIME_WAIT hazard: the side that closes first keeps each connection in TIME_WAIT for
+//! 60 s. If this process closes 10,000 connections first, two runs a minute apart use up
+//! the half of the ephemeral port range that Linux's connect() prefers, and every later
+//! connect() scans it: a 1.5 s open phase became 50 s. A driver should therefore stop
+//! the server first (its FINs put TIME_WAIT on the server's fixed port) and then this
+//! process, as bench/run.py does; `--hold` is then only an upper bound. This process needs N + a few file descriptors: std
 //! cannot raise RLIMIT_NOFILE, so run it under `ulimit -n` (the bench driver does).
 //!
 //! Bounds: only loopback targets; conns ≤ 1000, idle ≤ 100000, durations ≤ 600 s, every
@@ -249,7 +256,7 @@ fn run_idle(args: &Args, n: usize, hold: Duration, touch: bool) -> i32 {
     if touch {
         errors += touch_all(&mut conns);
     }
-    println!("opened={}", conns.len());
+    println!("opened={} errors={errors}", conns.len());
     let _ = std::io::stdout().flush();
     std::thread::sleep(hold);
     println!("idle_conns={n} opened={} errors={errors}", conns.len());
