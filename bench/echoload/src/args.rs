@@ -12,12 +12,14 @@ pub const USAGE: &str = "\
 usage: echoload --addr 127.0.0.1:PORT --conns N [--size BYTES] [--duration 5s]
                 [--warmup 1s] [--max-requests M] [--threads T] [--max-errors E]
                 [--timeout 5s]
-       echoload --addr 127.0.0.1:PORT --idle N [--hold 10s] [--timeout 5s] [--no-touch]
+       echoload --addr 127.0.0.1:PORT --idle N [--hold 10s] [--timeout 5s]
+Both: [--batch B]  connections are opened B at a time (default 128), each batch
+                   echoing one byte per connection before the next batch opens
 
 Closed loop: N connections, each sends SIZE bytes and waits for the whole echo before
 sending again. Prints one line:
   conns=N size=S duration_s=D requests=R rps=X p50_us=A p99_us=B errors=E
-Idle: opens N connections, echoes one byte on each (unless --no-touch), prints
+Idle: opens N connections, prints
   opened=K errors=E  (once they are all open), holds them for --hold, then prints
   idle_conns=N opened=K errors=E
 Only loopback targets (127.0.0.0/8, ::1) are accepted. Durations: 500ms, 5s, 1m, or
@@ -37,7 +39,6 @@ pub enum Mode {
     Idle {
         conns: usize,
         hold: Duration,
-        touch: bool,
     },
 }
 
@@ -45,6 +46,7 @@ pub enum Mode {
 pub struct Args {
     pub addr: SocketAddr,
     pub timeout: Duration,
+    pub batch: usize,
     pub mode: Mode,
 }
 
@@ -92,17 +94,13 @@ fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
 pub fn parse(argv: &[String]) -> Result<Args, String> {
     let mut addr = None;
     let (mut conns, mut idle, mut threads, mut max_requests) = (None, None, None, None);
-    let (mut size, mut max_errors, mut touch) = (64usize, 0u64, true);
+    let (mut size, mut max_errors, mut batch) = (64usize, 0u64, 128usize);
     let mut duration = Duration::from_secs(5);
     let mut warmup = Duration::from_secs(1);
     let mut hold = Duration::from_secs(10);
     let mut timeout = Duration::from_secs(5);
     let mut it = argv.iter();
     while let Some(flag) = it.next() {
-        if flag == "--no-touch" {
-            touch = false;
-            continue;
-        }
         if flag == "-h" || flag == "--help" {
             return Err(String::new());
         }
@@ -112,6 +110,7 @@ pub fn parse(argv: &[String]) -> Result<Args, String> {
             "--conns" => conns = Some(num::<usize>(flag, v)?),
             "--idle" => idle = Some(num::<usize>(flag, v)?),
             "--size" => size = num(flag, v)?,
+            "--batch" => batch = num(flag, v)?,
             "--threads" => threads = Some(num::<usize>(flag, v)?),
             "--max-requests" => max_requests = Some(num::<u64>(flag, v)?),
             "--max-errors" => max_errors = num(flag, v)?,
@@ -123,6 +122,9 @@ pub fn parse(argv: &[String]) -> Result<Args, String> {
         }
     }
     let addr = addr.ok_or("--addr is required")?;
+    if batch == 0 || batch > 1000 {
+        return Err("--batch must be 1..=1000".into());
+    }
     if timeout.is_zero() {
         return Err("--timeout must be > 0".into());
     }
@@ -133,11 +135,7 @@ pub fn parse(argv: &[String]) -> Result<Args, String> {
             if n == 0 || n > MAX_IDLE {
                 return Err(format!("--idle must be 1..={MAX_IDLE}"));
             }
-            Mode::Idle {
-                conns: n,
-                hold,
-                touch,
-            }
+            Mode::Idle { conns: n, hold }
         }
         (Some(n), None) => {
             if n == 0 || n > MAX_CONNS {
@@ -167,6 +165,7 @@ pub fn parse(argv: &[String]) -> Result<Args, String> {
     Ok(Args {
         addr,
         timeout,
+        batch,
         mode,
     })
 }

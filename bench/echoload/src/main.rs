@@ -10,9 +10,11 @@
 //! Latencies are recorded in a per-thread fixed-memory histogram merged at the end.
 //! A request is counted when it was sent after the warm-up and completed before the end.
 //!
-//! Idle (`--idle N`): opens N connections from one thread (blocking connects with a
-//! timeout), echoes one byte on each so the server has accepted and served every one of
-//! them, prints `opened=K errors=E` (flushed) for a driver to measure the server's memory,
+//! Both modes open their connections from the main thread, `--batch` at a time, and echo
+//! one byte on each connection of a batch before opening the next (see `open_paced`).
+//!
+//! Idle (`--idle N`): opens N connections that way (blocking connects with a timeout),
+//! so the server has accepted and served every one of them, then prints `opened=K errors=E` (flushed) for a driver to measure the server's memory,
 //! holds them for `--hold`, and exits.
 //!
 //! TIME_WAIT hazard: the side that closes first keeps each connection in TIME_WAIT for
@@ -51,7 +53,7 @@ fn main() {
     };
     let status = match args.mode.clone() {
         Mode::Closed { .. } => run_closed(&args),
-        Mode::Idle { conns, hold, touch } => run_idle(&args, conns, hold, touch),
+        Mode::Idle { conns, hold } => run_idle(&args, conns, hold),
     };
     std::process::exit(status);
 }
@@ -111,16 +113,16 @@ fn run_closed(args: &Args) -> i32 {
         unreachable!("run_closed: called for another mode")
     };
     start_watchdog(warmup + duration + args.timeout * 2 + Duration::from_secs(10));
-    let mut errors = 0u64;
+    let (conns_open, mut errors) = open_paced(
+        args.addr,
+        conns,
+        args.timeout,
+        args.batch,
+        Duration::from_secs(60),
+    );
     let mut groups: Vec<Vec<TcpStream>> = (0..threads).map(|_| Vec::new()).collect();
-    for i in 0..conns {
-        match connect(args.addr, args.timeout) {
-            Ok(s) => groups[i % threads].push(s),
-            Err(e) => {
-                errors += 1;
-                report_error(errors, "connect", &e);
-            }
-        }
+    for (i, s) in conns_open.into_iter().enumerate() {
+        groups[i % threads].push(s);
     }
     let msg: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
     let start = Instant::now() + warmup;
@@ -226,36 +228,15 @@ fn read_echo(s: &mut TcpStream, buf: &mut [u8], msg: &[u8]) -> std::io::Result<(
     Ok(())
 }
 
-fn run_idle(args: &Args, n: usize, hold: Duration, touch: bool) -> i32 {
-    // Opening is bounded by a phase deadline, not by n × timeout.
-    let open_deadline = Instant::now() + Duration::from_secs(60);
+fn run_idle(args: &Args, n: usize, hold: Duration) -> i32 {
     start_watchdog(hold + Duration::from_secs(60) + args.timeout * 2 + Duration::from_secs(10));
-    let mut conns = Vec::with_capacity(n);
-    let mut errors = 0u64;
-    while conns.len() < n && Instant::now() < open_deadline {
-        match connect(args.addr, args.timeout) {
-            Ok(s) => conns.push(s),
-            Err(e) => {
-                errors += 1;
-                report_error(errors, "connect", &e);
-                if e.raw_os_error() == Some(24) {
-                    eprintln!(
-                        "echoload: out of file descriptors after {} connections: run \
-                               under `ulimit -n {}` or more",
-                        conns.len(),
-                        n + 64
-                    );
-                    break;
-                }
-                if errors > 100 {
-                    break;
-                }
-            }
-        }
-    }
-    if touch {
-        errors += touch_all(&mut conns);
-    }
+    let (conns, errors) = open_paced(
+        args.addr,
+        n,
+        args.timeout,
+        args.batch,
+        Duration::from_secs(60),
+    );
     println!("opened={} errors={errors}", conns.len());
     let _ = std::io::stdout().flush();
     std::thread::sleep(hold);
@@ -265,6 +246,55 @@ fn run_idle(args: &Args, n: usize, hold: Duration, touch: bool) -> i32 {
     } else {
         1
     }
+}
+
+/// Opens `n` connections, `batch` at a time, and echoes one byte on each connection of a
+/// batch before opening the next one.
+///
+/// Pacing hazard: connect() completes as soon as the kernel queues the connection, long
+/// before the server accepts it. Opening 10,000 connections flat out overflows the listen
+/// backlog (1024 for tokio, 500 for netlistenerd by default); the kernel then drops SYNs
+/// and every dropped one costs a 1 s retransmission (a 1.5 s open phase became 45 s).
+/// The echo proves the server accepted and served the batch, so at most `batch`
+/// connections wait in its queue. The phase ends at `deadline` whatever happens.
+fn open_paced(
+    addr: SocketAddr,
+    n: usize,
+    timeout: Duration,
+    batch: usize,
+    deadline: Duration,
+) -> (Vec<TcpStream>, u64) {
+    let deadline = Instant::now() + deadline;
+    let mut conns = Vec::with_capacity(n);
+    let mut errors = 0u64;
+    'open: while conns.len() < n && Instant::now() < deadline {
+        let mut fresh = Vec::with_capacity(batch);
+        while fresh.len() < batch && conns.len() + fresh.len() < n {
+            match connect(addr, timeout) {
+                Ok(s) => fresh.push(s),
+                Err(e) => {
+                    errors += 1;
+                    report_error(errors, "connect", &e);
+                    if e.raw_os_error() == Some(24) {
+                        eprintln!(
+                            "echoload: out of file descriptors after {} connections: run \
+                             under `ulimit -n {}` or more",
+                            conns.len() + fresh.len(),
+                            n + 64
+                        );
+                    }
+                    if e.raw_os_error() == Some(24) || errors > 100 {
+                        errors += touch_all(&mut fresh);
+                        conns.append(&mut fresh);
+                        break 'open;
+                    }
+                }
+            }
+        }
+        errors += touch_all(&mut fresh);
+        conns.append(&mut fresh);
+    }
+    (conns, errors)
 }
 
 /// One byte out on every connection, then one byte back from every one: afterwards the
