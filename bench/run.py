@@ -249,6 +249,8 @@ class EchoScenario:
     """Closed-loop echo round trips: echoload with N connections, 64-byte messages."""
 
     name = "echo"
+    kind = "echo"  # netlistenerd_cmd() config
+    anchor = "tokio-echo"
     title = "Echo round trips (closed loop, 64-byte messages)"
     fresh_server = False
     metrics = [Metric("rps", "req/s", "higher"),
@@ -283,6 +285,8 @@ class IdleScenario:
     after this point."""
 
     name = "idle"
+    kind = "echo"
+    anchor = "tokio-echo"
     title = "Idle connections (RSS growth of the server per connection)"
     fresh_server = True
     metrics = [Metric("rss_per_conn_B", "bytes", "lower"),
@@ -371,11 +375,13 @@ def one_run(sc, point, server):
             server.stop()
 
 
-def summarize(sc, results, nl_label, anchor_label):
+def summarize(sc, results, nl_label="netlistenerd"):
+    anchor_label = sc.anchor
     rows = []
     for point, per_side in results.items():
         for m in sc.metrics:
-            row = {"scenario": sc.name, "point": point, "metric": m.key, "unit": m.unit,
+            row = {"scenario": sc.name, "anchor": anchor_label, "point": point,
+                   "metric": m.key, "unit": m.unit,
                    "better": m.better, "runs": len(per_side[anchor_label])}
             for side, label in (("nl", nl_label), ("anchor", anchor_label)):
                 vals = [r[m.key] for r in per_side.get(label, [])]
@@ -414,17 +420,17 @@ def machine_description():
 def write_markdown(path, rows, scs, meta):
     lines = ["# netlistener benchmark results", "",
              f"- date: {meta['date']}", f"- mode: {meta['mode']}",
-             f"- machine: {meta['machine']}", f"- sides: {meta['sides']}",
+             f"- machine: {meta['machine']}",
              f"- counted runs per side and point: {meta['runs']} (after one warm-up run "
              "per side), sides alternating", f"- total time: {meta['elapsed']:.0f} s", ""]
     if meta.get("note"):
         lines += [f"> {meta['note']}", ""]
     for sc in scs:
-        lines += [f"## {sc.title}", ""]
+        lines += [f"## {sc.title}", "", f"Sides: {meta['sides'][sc.name]}.", ""]
         for m in sc.metrics:
             lines += [f"### {m.key} ({m.unit}, {m.better} is better)", "",
-                      f"| point | netlistenerd median [min–max] | {meta['anchor']} median "
-                      f"[min–max] | ratio netlistenerd/{meta['anchor']} ({m.better} is better) |",
+                      f"| point | netlistenerd median [min–max] | {sc.anchor} median "
+                      f"[min–max] | ratio netlistenerd/{sc.anchor} ({m.better} is better) |",
                       "|---|---|---|---|"]
             for r in rows:
                 if r["scenario"] == sc.name and r["metric"] == m.key:
@@ -441,7 +447,7 @@ def ratio_text(r):
     return "n/a" if r is None else f"{r:.2f}×"
 
 
-SUMMARY_FIELDS = ["scenario", "point", "metric", "unit", "better", "runs",
+SUMMARY_FIELDS = ["scenario", "anchor", "point", "metric", "unit", "better", "runs",
                   "nl_median", "nl_min", "nl_max", "anchor_median", "anchor_min",
                   "anchor_max", "ratio"]
 
@@ -543,18 +549,19 @@ def parse_args():
     return p.parse_args()
 
 
-def choose_sides(args):
-    """(nl_label, anchor_label, sides, note) for the echo family of scenarios."""
-    anchor = ("tokio-echo", tokio_echo_server)
+ANCHORS = {"tokio-echo": tokio_echo_server}  # anchor label -> server factory
+
+
+def choose_sides(args, sc):
+    """[(label, factory)] for one scenario, netlistenerd first, and a note for the report."""
+    anchor = (sc.anchor, ANCHORS[sc.anchor])
     if args.self_test:
-        return ("netlistenerd", "tokio-echo", [("netlistenerd", tokio_echo_server), anchor],
-                "SELF-TEST: the 'netlistenerd' column is tokio-echo too; ratios should be ≈ 1.0.")
-    if not args.netlistenerd.exists():
-        note = (f"{args.netlistenerd} does not exist (the daemon is not built yet): only the "
-                "anchor side was measured, ratios are n/a.")
-        log("NOTE: " + note)
-        return "netlistenerd", "tokio-echo", [anchor], note
-    return "netlistenerd", "tokio-echo", [("netlistenerd", netlistener_server("echo")), anchor], ""
+        return ([("netlistenerd", anchor[1]), anchor],
+                f"SELF-TEST: the 'netlistenerd' side is {sc.anchor} too; ratios should be ≈ 1.0.")
+    if not NETLISTENERD.exists():
+        return [anchor], (f"{NETLISTENERD} does not exist (the daemon is not built yet): only "
+                          "the anchor side was measured, ratios are n/a.")
+    return [("netlistenerd", netlistener_server(sc.kind)), anchor], ""
 
 
 def on_sigterm(signum, frame):
@@ -576,24 +583,30 @@ def main():
                  f"{NOFILE_WANTED}: raise it (e.g. `ulimit -Hn {NOFILE_WANTED}` as root)")
     if not args.no_build:
         build(with_netlistenerd=not args.self_test)
-    nl_label, anchor_label, sides, note = choose_sides(args)
     workdir = tempfile.mkdtemp(prefix="netlistener-bench-")
-    all_results, rows = {}, []
+    all_results, rows, sides_of, notes = {}, [], {}, []
     try:
         for sc in scs:
+            sides, note = choose_sides(args, sc)
+            if note and note not in notes:
+                log("NOTE: " + note)
+                notes.append(note)
+            sides_of[sc.name] = ", ".join(label for label, _ in sides)
             all_results[sc.name] = run_scenario(sc, sides, args.runs, workdir)
-            rows += summarize(sc, all_results[sc.name], nl_label, anchor_label)
+            rows += summarize(sc, all_results[sc.name])
     except KeyboardInterrupt:
         log("interrupted: stopping the processes this driver started")
         raise SystemExit(130)
+    except (RuntimeError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+        log(f"ERROR: {e}")
+        raise SystemExit(1)
     finally:
         Procs.stop_all()
     shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.monotonic() - t0
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "mode": "quick" if args.quick else "full", "machine": machine_description(),
-            "sides": ", ".join(label for label, _ in sides), "anchor": anchor_label,
-            "runs": args.runs, "elapsed": elapsed, "note": note}
+            "sides": sides_of, "runs": args.runs, "elapsed": elapsed, "note": " ".join(notes)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_markdown(RESULTS / "latest.md", rows, scs, meta)
     write_csvs(rows, all_results, scs)
