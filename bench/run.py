@@ -257,8 +257,9 @@ class EchoScenario:
                Metric("p50_us", "us", "lower", chart=False),
                Metric("p99_us", "us", "lower")]
 
-    def __init__(self, conns, duration, warmup, size=64):
+    def __init__(self, conns, duration, warmup, size=64, threads=None):
         self.conns, self.duration, self.warmup, self.size = conns, duration, warmup, size
+        self.threads = threads  # echoload --threads; None: one thread per connection
 
     def points(self):
         return [f"conns={n}" for n in self.conns]
@@ -268,6 +269,8 @@ class EchoScenario:
         argv = [ECHOLOAD, "--addr", f"{LOOPBACK}:{server.port}", "--conns", n,
                 "--size", self.size, "--duration", f"{self.duration}s",
                 "--warmup", f"{self.warmup}s", "--timeout", "5s"]
+        if self.threads:
+            argv += ["--threads", min(self.threads, n)]
         out = run_checked(argv, timeout=self.warmup + self.duration + 40,
                           stdout=subprocess.PIPE, text=True).stdout
         server.check_alive()
@@ -420,7 +423,7 @@ def machine_description():
 def write_markdown(path, rows, scs, meta):
     lines = ["# netlistener benchmark results", "",
              f"- date: {meta['date']}", f"- mode: {meta['mode']}",
-             f"- machine: {meta['machine']}",
+             f"- machine: {meta['machine']}", f"- load: {meta['load']}",
              f"- counted runs per side and point: {meta['runs']} (after one warm-up run "
              "per side), sides alternating", f"- total time: {meta['elapsed']:.0f} s", ""]
     if meta.get("note"):
@@ -524,9 +527,10 @@ def build(with_netlistenerd):
 
 
 def scenarios(args):
+    t = args.echo_threads
     if args.quick:
-        return [EchoScenario([50], duration=2, warmup=0.5), IdleScenario([10000])]
-    return [EchoScenario([1, 50, 500], duration=3, warmup=1), IdleScenario([10000])]
+        return [EchoScenario([50], duration=2, warmup=0.5, threads=t), IdleScenario([10000])]
+    return [EchoScenario([1, 50, 500], duration=3, warmup=1, threads=t), IdleScenario([10000])]
 
 
 def parse_args():
@@ -544,6 +548,9 @@ def parse_args():
                    help="netlistenerd binary (default: target/release/netlistenerd)")
     p.add_argument("--self-test", action="store_true",
                    help="run the anchor on both sides, to check the driver: ratios ≈ 1.0")
+    p.add_argument("--echo-threads", type=int, metavar="T",
+                   help="echoload worker threads (default: one per connection, exact "
+                        "latencies; T=2 leaves the server more CPU but sends in bursts)")
     p.add_argument("--no-build", action="store_true", help="do not run cargo build first")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     return p.parse_args()
@@ -606,7 +613,8 @@ def main():
     elapsed = time.monotonic() - t0
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "mode": "quick" if args.quick else "full", "machine": machine_description(),
-            "sides": sides_of, "runs": args.runs, "elapsed": elapsed, "note": " ".join(notes)}
+            "sides": sides_of, "runs": args.runs, "elapsed": elapsed, "note": " ".join(notes),
+            "load": f"echoload threads: {args.echo_threads or 'one per connection'}"}
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_markdown(RESULTS / "latest.md", rows, scs, meta)
     write_csvs(rows, all_results, scs)

@@ -248,7 +248,8 @@ fn run_idle(args: &Args, n: usize, hold: Duration) -> i32 {
     }
 }
 
-/// Opens `n` connections, `batch` at a time, and echoes one byte on each connection of a
+/// Makes one connection attempt per wanted connection (a failed attempt is counted as an
+/// error, not retried), `batch` at a time, and echoes one byte on each connection of a
 /// batch before opening the next one.
 ///
 /// Pacing hazard: connect() completes as soon as the kernel queues the connection, long
@@ -267,9 +268,11 @@ fn open_paced(
     let deadline = Instant::now() + deadline;
     let mut conns = Vec::with_capacity(n);
     let mut errors = 0u64;
-    'open: while conns.len() < n && Instant::now() < deadline {
+    let mut attempts = 0;
+    'open: while attempts < n && Instant::now() < deadline {
         let mut fresh = Vec::with_capacity(batch);
-        while fresh.len() < batch && conns.len() + fresh.len() < n {
+        while fresh.len() < batch && attempts < n {
+            attempts += 1;
             match connect(addr, timeout) {
                 Ok(s) => fresh.push(s),
                 Err(e) => {
@@ -283,7 +286,7 @@ fn open_paced(
                             n + 64
                         );
                     }
-                    if e.raw_os_error() == Some(24) || errors > 100 {
+                    if e.raw_os_error() == Some(24) {
                         errors += touch_all(&mut fresh);
                         conns.append(&mut fresh);
                         break 'open;
