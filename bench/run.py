@@ -405,6 +405,12 @@ def fmt(v):
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}"
 
 
+def loadavg():
+    """1-minute load average: other work on the machine skews every figure."""
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
 def machine_description():
     cpu = "unknown CPU"
     try:
@@ -424,6 +430,8 @@ def write_markdown(path, rows, scs, meta):
     lines = ["# netlistener benchmark results", "",
              f"- date: {meta['date']}", f"- mode: {meta['mode']}",
              f"- machine: {meta['machine']}", f"- load: {meta['load']}",
+             f"- 1-minute load average: {meta['loadavg']} (other work on the machine skews "
+             "absolute figures; alternation keeps the ratios fairer)",
              f"- counted runs per side and point: {meta['runs']} (after one warm-up run "
              "per side), sides alternating", f"- total time: {meta['elapsed']:.0f} s", ""]
     if meta.get("note"):
@@ -583,6 +591,10 @@ def main():
     if args.runs < 5:
         log(f"WARNING: --runs {args.runs} < 5: fine for checking the driver, not for results")
     nofile = raise_nofile(NOFILE_WANTED)
+    load_start = loadavg()
+    if load_start > 0.5:
+        log(f"WARNING: load average is {load_start:.2f} before the run: other work on this "
+            "machine will skew the figures (ratios suffer less than absolute rates)")
     t0 = time.monotonic()
     scs = [sc for sc in scenarios(args) if not args.only or sc.name in args.only]
     if nofile < NOFILE_WANTED and any(sc.name == "idle" for sc in scs):
@@ -614,7 +626,8 @@ def main():
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "mode": "quick" if args.quick else "full", "machine": machine_description(),
             "sides": sides_of, "runs": args.runs, "elapsed": elapsed, "note": " ".join(notes),
-            "load": f"echoload threads: {args.echo_threads or 'one per connection'}"}
+            "load": f"echoload threads: {args.echo_threads or 'one per connection'}",
+            "loadavg": f"{load_start:.2f} before the build, {loadavg():.2f} at the end"}
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_markdown(RESULTS / "latest.md", rows, scs, meta)
     write_csvs(rows, all_results, scs)
