@@ -621,7 +621,7 @@ def main():
         raise SystemExit(1)
     finally:
         Procs.stop_all()
-    shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
     elapsed = time.monotonic() - t0
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "mode": "quick" if args.quick else "full", "machine": machine_description(),
