@@ -35,16 +35,7 @@ manlint:
 	@for m in $(MANPAGES); do \
 		out=$$(LC_ALL=C groff -man -ww -z $$m 2>&1); \
 		if [ -n "$$out" ]; then echo "$$m:"; echo "$$out"; exit 1; fi; \
-	done; echo "man pages lint-# Benchmarks: netlistenerd side by side with its anchors (see bench/README.md, BENCHMARKS.md).
-bench: release
-	$(CARGO) bench --bench timers
-	$(CARGO) bench --bench config
-	python3 bench/run.py --netlistenerd target/release/netlistenerd
-
-bench-quick: release
-	python3 bench/run.py --quick --netlistenerd target/release/netlistenerd
-
-clean: $(words $(MANPAGES))"
+	done; echo "man pages lint-clean: $(words $(MANPAGES))"
 
 run: release
 	./target/release/netlistenerd -c $(CONF)

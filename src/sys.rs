@@ -419,6 +419,12 @@ pub struct SockOpts {
     pub nodelay: bool,
 }
 
+fn bind(fd: RawFd, ra: &RawAddr) -> io::Result<()> {
+    let sa = (&ra.storage as *const libc::sockaddr_storage).cast();
+    // SAFETY: `ra.storage` holds a valid sockaddr of length `ra.len` for the whole call.
+    cvt(unsafe { libc::bind(fd, sa, ra.len) }).map(|_| ())
+}
+
 /// Opens a non-blocking, close-on-exec TCP listening socket with `SO_REUSEADDR`.
 /// An IPv6 socket is `IPV6_V6ONLY`: `[::]` binds IPv6 only, `*` binds IPv4.
 pub fn tcp_listen(addr: &SocketAddr, opts: &SockOpts) -> Result<OwnedFd, SockError> {
@@ -440,18 +446,7 @@ pub fn tcp_listen(addr: &SocketAddr, opts: &SockOpts) -> Result<OwnedFd, SockErr
         )?;
     }
     apply_buffers(raw, opts)?;
-    let ra = RawAddr::from_inet(addr);
-    // SAFETY: `ra.storage` holds a valid sockaddr of length `ra.len`.
-    step(
-        "bind",
-        cvt(unsafe {
-            libc::bind(
-                raw,
-                (&ra.storage as *const libc::sockaddr_storage).cast(),
-                ra.len,
-            )
-        }),
-    )?;
+    step("bind", bind(raw, &RawAddr::from_inet(addr)))?;
     // SAFETY: listen(2) with integer arguments on an fd we own.
     step(
         "listen",
@@ -492,17 +487,7 @@ pub fn unix_listen(path: &Path, mode: u32, backlog: i32) -> Result<OwnedFd, Sock
     let fd = step("socket", socket(libc::AF_UNIX, libc::SOCK_STREAM))?;
     let raw = fd.as_raw_fd();
     let ra = step("bind", RawAddr::from_unix(path))?;
-    // SAFETY: `ra.storage` holds a valid sockaddr_un of length `ra.len`.
-    step(
-        "bind",
-        cvt(unsafe {
-            libc::bind(
-                raw,
-                (&ra.storage as *const libc::sockaddr_storage).cast(),
-                ra.len,
-            )
-        }),
-    )?;
+    step("bind", bind(raw, &ra))?;
     use std::os::unix::fs::PermissionsExt;
     step(
         "chmod",
@@ -711,15 +696,10 @@ pub fn tcp_connect_from(
     };
     let fd = socket(family, libc::SOCK_STREAM)?;
     set_nonblocking(fd.as_raw_fd(), false)?;
-    let la = RawAddr::from_inet(&SocketAddr::new(local, 0));
-    // SAFETY: `la.storage` holds a valid sockaddr of length `la.len`.
-    cvt(unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&la.storage as *const libc::sockaddr_storage).cast(),
-            la.len,
-        )
-    })?;
+    bind(
+        fd.as_raw_fd(),
+        &RawAddr::from_inet(&SocketAddr::new(local, 0)),
+    )?;
     let ra = RawAddr::from_inet(remote);
     // SAFETY: `ra.storage` holds a valid sockaddr of length `ra.len`.
     cvt(unsafe {
