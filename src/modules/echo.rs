@@ -84,7 +84,9 @@ fn echo_worker(e: &mut Event, eventtype: i32, closure: &mut Closure, now: Instan
 
 /// Reads and echoes until the socket is empty or the output backs up. Returns the wait mask.
 fn echo_reads(e: &Event, out: &mut OutBuf, buf: &mut [u8]) -> i32 {
-    // A bounded number of reads per wake-up keeps one busy peer from starving the others.
+    // A bounded number of reads per wake-up keeps one busy peer from starving the others,
+    // and a short read means the socket is drained: back to the poller, which is fairer to
+    // the other sessions and saves the read that would return EAGAIN.
     for _ in 0..16 {
         match e.read(buf) {
             Io::Done(n) => {
@@ -93,6 +95,9 @@ fn echo_reads(e: &Event, out: &mut OutBuf, buf: &mut [u8]) -> i32 {
                 }
                 if out.pending() >= MAX_PENDING {
                     return E_WRITE;
+                }
+                if n < buf.len() {
+                    break;
                 }
             }
             Io::Wait(_) => break,
