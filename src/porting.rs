@@ -39,3 +39,43 @@
 //! | `ec_async_job` | [`threadpool::Job`](crate::threadpool::Job), [`scheduler::threadpool_submit`](crate::scheduler::threadpool_submit) | completion is a [`Completion`](crate::threadpool::Completion) |
 //! | `IO` / `CPU` thread pools | [`scheduler::get_pool`](crate::scheduler::get_pool) | created on first use |
 //! | `read()`/`write()` + `EAGAIN` | [`Event::read`](crate::event::Event::read), [`Event::write`](crate::event::Event::write), [`event::Io`](crate::event::Io) | says what to wait for next |
+//!
+//! # Configuration API
+//! | C | Rust | difference |
+//! |---|------|------------|
+//! | `ec_config_option_def` | [`config::OptionDef`](crate::config::OptionDef) | typed default parsed (and validated) at registration; `restart_required`, `refers_to` |
+//! | `ECCFGTYPE_*` | [`config::OptionType`](crate::config::OptionType) | adds duration, size, mode, CIDR and address types |
+//! | `ec_config_value` | [`config::Value`](crate::config::Value) | `as_*` accessors panic on the wrong type |
+//! | `ec_config_register_option()` | [`Schema::register_option`](crate::config::Schema::register_option), [`netlistener::register_config_option`](crate::netlistener::register_config_option) | returns a [`Slot`](crate::config::Slot); only before the configuration is loaded |
+//! | module scope registration | [`netlistener::register_module_scope`](crate::netlistener::register_module_scope), [`Schema::register_scope_kind`](crate::config::Schema::register_scope_kind) | |
+//! | `ec_config_load()` | [`ConfigStore::load`](crate::config::ConfigStore::load), [`netlistener::netlistener_load_config`](crate::netlistener::netlistener_load_config) | a file or a directory of `*.conf`; every error returned at once |
+//! | `ec_config_header` (a transaction) | [`config::Generation`](crate::config::Generation) | immutable, numbered, shared as `Arc` |
+//! | `ec_config_fetch_globalconf()` | [`netlistener::ec_config_fetch_globalconf`](crate::netlistener::ec_config_fetch_globalconf), [`ConfigStore::current`](crate::config::ConfigStore::current) | returns `Arc<Generation>` |
+//! | `ec_config_release_*()` | `Drop` of the `Arc<Generation>` | nothing to forget |
+//! | `ec_config_option_fetch_generic()` | [`Generation::fetch`](crate::config::Generation::fetch), [`Generation::fetch_in`](crate::config::Generation::fetch_in), [`AcceptConstruct::fetch`](crate::netlistener::AcceptConstruct::fetch) | also returns the supplying scope ([`Fetched`](crate::config::Fetched)); `chain` + `fetch_in` resolve Peers once per session |
+//! | scope/instance pairs (`"Listen", addr, "Peer", peer`) | [`config::ScopePath`](crate::config::ScopePath), [`config::Chain`](crate::config::Chain) | |
+//! | configuration reload | [`ConfigStore::reload`](crate::config::ConfigStore::reload), [`netlistener::netlistener_reload`](crate::netlistener::netlistener_reload), [`daemon::reload`](crate::daemon::reload) | a failed reload leaves the running generation in force |
+//! | console `config` commands | [`config::console::config_command`](crate::config::console::config_command) | |
+//!
+//! # Netlistener API
+//! | C | Rust | difference |
+//! |---|------|------------|
+//! | `netlistener_register3()` | [`netlistener::netlistener_register3`](crate::netlistener::netlistener_register3) | `Err` (not UB) off the scheduler thread, twice, or after loading |
+//! | `netlistener_register4()` | [`netlistener::netlistener_register4`](crate::netlistener::netlistener_register4) | the type's default `SO_RCVBUF` / `SO_SNDBUF` |
+//! | `netlistener_register_option()` | [`netlistener::netlistener_register_option`](crate::netlistener::netlistener_register_option) | takes an [`OptionDef`](crate::config::OptionDef) by value; the owner is set to the type |
+//! | `netlistener_def` | [`netlistener::NetlistenerDef`](crate::netlistener::NetlistenerDef) | shared as `Arc` |
+//! | `accept_construct` | [`netlistener::AcceptConstruct`](crate::netlistener::AcceptConstruct) | carries the session's generation and scope chain; releases caps on `Drop` |
+//! | `accept_construct_closure.vptr` | [`AcceptConstruct::accept_construct_closure`](crate::netlistener::AcceptConstruct::accept_construct_closure) | `Option<Box<dyn Any + Send>>`; read with [`AcceptConstruct::closure_mut`](crate::netlistener::AcceptConstruct::closure_mut) |
+//! | `ac->remote_addr`, `ac->local_addr` | [`AcceptConstruct::remote_addr`](crate::netlistener::AcceptConstruct::remote_addr), [`AcceptConstruct::local_addr`](crate::netlistener::AcceptConstruct::local_addr) | `None` on a Unix socket |
+//! | `ac->inst` (`netlistener_inst`) | [`netlistener::ListenInfo`](crate::netlistener::ListenInfo) | |
+//! | the common listener options | [`netlistener::CommonSlots`](crate::netlistener::CommonSlots), [`netlistener::common_slots`](crate::netlistener::common_slots) | |
+//! | the `get_option()` idiom | [`AcceptConstruct::fetch`](crate::netlistener::AcceptConstruct::fetch) | no Peer lookup per fetch, nothing to release |
+//! | idle timeout reset on activity | [`netlistener::touch`](crate::netlistener::touch) | O(1) |
+//!
+//! # Daemon
+//! | C | Rust | difference |
+//! |---|------|------------|
+//! | a module's `conf_setup` hook | [`daemon::ModuleDef`](crate::daemon::ModuleDef) | a static table instead of loadable modules |
+//! | the `ecelerity` main program | [`daemon::daemon_main`](crate::daemon::daemon_main) | `-c`, `--check`, `--log-level`, `--version` |
+//! | `SIGHUP` reload | [`daemon::reload`](crate::daemon::reload) | also the console's `config reload` |
+//! | orderly shutdown | [`daemon::request_shutdown`](crate::daemon::request_shutdown) | stop listening, drain up to `Shutdown_Timeout` |
