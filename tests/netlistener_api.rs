@@ -354,7 +354,7 @@ fn registration_off_the_scheduler_thread_is_refused() {
     .unwrap();
     assert_eq!(
         r.unwrap_err(),
-        "netlistener_register3: only on the scheduler thread"
+        "netlistener_register: only on the scheduler thread"
     );
 }
 

@@ -277,7 +277,7 @@ impl Schema {
                 OptionType::Int { min: 1, max: 1024 },
                 "4",
                 Scopes::THREADPOOL,
-                "Number of threads in the pool",
+                "Number of threads in the pool (the CPU pool defaults to the number of CPUs)",
             ),
             OptionDef::new(
                 "Backlog",
@@ -287,10 +287,12 @@ impl Schema {
                 },
                 "1024",
                 Scopes::THREADPOOL,
-                "Jobs queued before submitters are refused (0 = unbounded)",
+                "Jobs queued before a submitter waits for a place (0 = unbounded)",
             ),
         ];
-        for def in builtins {
+        for mut def in builtins {
+            // A running pool keeps its threads: a reload that changes these warns.
+            def.restart_required = true;
             s.register_option(def).expect("built-in ThreadPool option");
         }
         s

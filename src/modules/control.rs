@@ -175,7 +175,9 @@ quit                          close this console session
 pub fn execute(line: &str, quit: &mut bool) -> Result<String, String> {
     let mut words = line.split_whitespace();
     let cmd = words.next().unwrap_or("").to_ascii_lowercase();
-    let rest: Vec<&str> = words.collect();
+    // Keywords are case-insensitive; `config` arguments keep their case (values, paths).
+    let lower: Vec<String> = words.map(str::to_ascii_lowercase).collect();
+    let rest: Vec<&str> = lower.iter().map(String::as_str).collect();
     match (cmd.as_str(), rest.as_slice()) {
         ("help", []) => Ok(HELP.to_string()),
         ("version", []) => Ok(format!("netlistenerd {}\n", env!("CARGO_PKG_VERSION"))),
@@ -183,9 +185,12 @@ pub fn execute(line: &str, quit: &mut bool) -> Result<String, String> {
         ("summary", []) => Ok(summary()),
         ("listeners", []) => Ok(listeners()),
         ("show", ["inbound"]) => Ok(inbound()),
-        ("count", [kind, cidr]) => count(kind, cidr),
+        ("count", [_, _]) => {
+            let orig: Vec<&str> = line.split_whitespace().skip(1).collect();
+            count(orig[0], orig[1])
+        }
         ("threads", ["stats"]) => Ok(threads()),
-        ("config", _) => config(line.trim_start()[6..].trim()),
+        ("config", _) => config(line.trim_start()["config".len()..].trim()),
         ("shutdown", []) => {
             crate::daemon::request_shutdown();
             Ok("shutting down\n".to_string())

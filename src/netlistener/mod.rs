@@ -145,7 +145,7 @@ impl fmt::Display for NetError {
             NetError::NotSchedulerThread(c) => write!(f, "{c}: only on the scheduler thread"),
             NetError::Duplicate(n) => write!(
                 f,
-                "netlistener_register3: listener type {n} is already registered"
+                "netlistener_register: listener type {n} is already registered"
             ),
             NetError::TooLate(c) => write!(
                 f,
@@ -222,12 +222,12 @@ pub fn netlistener_register4(
     recv_buffer: usize,
     send_buffer: usize,
 ) -> Result<Arc<NetlistenerDef>, NetError> {
-    with_state("netlistener_register3", |st| {
+    with_state("netlistener_register", |st| {
         let scope = format!("{prefix}_Listener");
         if st.defs.iter().any(|d| d.scope.eq_ignore_ascii_case(&scope)) {
             return Err(NetError::Duplicate(scope));
         }
-        schema_mut(st, "netlistener_register3")?
+        schema_mut(st, "netlistener_register")?
             .register_scope_kind(&scope, ScopeKind::Listener)
             .map_err(NetError::Config)?;
         let def = Arc::new(NetlistenerDef {
@@ -582,7 +582,15 @@ fn configure_pools(gen: &Generation) {
         return;
     };
     for name in gen.threadpools() {
-        let conc = gen.threadpool(&name, c).as_int().max(1) as usize;
+        let scope = crate::config::ScopePath::ThreadPool(name.clone());
+        let conc = match gen.get(&scope, c) {
+            Some(v) => v.as_int().max(1) as usize,
+            // CPU-bound work wants one thread per CPU unless the operator says otherwise.
+            None if name.eq_ignore_ascii_case("CPU") => {
+                std::thread::available_parallelism().map_or(2, |n| n.get())
+            }
+            None => gen.threadpool(&name, c).as_int().max(1) as usize,
+        };
         let backlog = gen.threadpool(&name, b).as_int().max(0) as usize;
         scheduler::configure_pool(&name, conc, backlog);
     }
