@@ -46,7 +46,9 @@ fn show_round_trips_after_set_and_unset() {
         .set("Pathway \"two words\"", "Banner", "\"quoted\"")
         .unwrap();
     // A running pool keeps its threads: the console refuses to change their number.
-    let err = store.set("ThreadPool fast", "Concurrency", "16").unwrap_err();
+    let err = store
+        .set("ThreadPool fast", "Concurrency", "16")
+        .unwrap_err();
     assert!(err.to_string().contains("only after a restart"), "{err}");
     store.unset("Maildir", "Directory").unwrap();
     assert_eq!(store.current().number(), 5);
