@@ -52,7 +52,8 @@ pub fn conf_setup() -> Result<(), NetError> {
         "control",
     )?;
     nl::netlistener_set_default_file_mode(&def, 0o600);
-    nl::netlistener_set_reject_lines(&def, "ERR 14\npermission denied", "ERR 4\nbusy");
+    // The layer appends CRLF to a reject line: the lengths count it, so the frame is exact.
+    nl::netlistener_set_reject_lines(&def, "ERR 19\npermission denied", "ERR 6\nbusy");
     let opt = OptionDef::new(
         "Allow_Remote",
         OptionType::Bool,
@@ -78,7 +79,8 @@ fn control_acceptor(e: &mut Event, _et: i32, closure: &mut Closure, _now: Instan
             .unwrap_or(false),
     };
     if !ok {
-        let _ = e.write(b"ERR 17\npermission denied\n");
+        // The same frame as the layer's Deny line (see conf_setup).
+        let _ = e.write(b"ERR 19\npermission denied\r\n");
         log::warn!(
             "control: refused a console connection from {:?}",
             ac.remote_addr
