@@ -791,3 +791,189 @@ fn tcp_console_refuses_remote_peers_unless_allowed() {
     assert_eq!(r.code, Some(0), "{r:?}");
     assert_eq!(r.stdout, format!("{}\n", d.pid()));
 }
+
+// ---------------------------------------------------------------- more command line and console
+
+#[test]
+fn bad_command_lines() {
+    let o = netlistenerd(&["--frobnicate"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with("netlistenerd: unknown argument: --frobnicate\nusage: netlistenerd "),
+        "{err}"
+    );
+    let o = netlistenerd(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("usage: netlistenerd "));
+
+    let o = run_with_deadline(
+        std::process::Command::new(NLCTL).arg("-s"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "usage: nlctl [-s SOCKET] COMMAND...\n"
+    );
+    let o = run_with_deadline(
+        std::process::Command::new(NLCTL).arg("--help"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+}
+
+/// Runs `nlctl -s SOCKET` with `input` on its standard input (pipe mode).
+fn nlctl_piped(sock: &std::path::Path, input: &[u8]) -> Ctl {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(NLCTL)
+        .arg("-s")
+        .arg(sock)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let st = wait_deadline(&mut child, Duration::from_secs(20)).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("nlctl with a pipe did not finish");
+    });
+    feeder.join().unwrap();
+    Ctl {
+        code: st.code(),
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
+}
+
+#[test]
+fn console_refuses_an_overlong_line_and_goes_on() {
+    let dir = TestDir::new("long-line");
+    let (d, _) = start_echo(&dir, "", "");
+    let mut input = format!("pid {}\n", "x".repeat(5000)).into_bytes();
+    input.extend_from_slice(b"pid\n");
+    let r = nlctl_piped(&d.sock, &input);
+    assert_eq!(r.stderr, "command line longer than 4096 bytes\n", "{r:?}");
+    assert_eq!(r.stdout, format!("{}\n", d.pid()), "{r:?}");
+    assert_eq!(r.code, Some(0), "the last command's status: {r:?}");
+    // Exit status in pipe mode is the last command's.
+    let r = nlctl_piped(&d.sock, b"pid\nbogus\n");
+    assert_eq!(r.code, Some(1), "{r:?}");
+}
+
+#[test]
+fn config_reload_with_extra_words_is_a_usage_error() {
+    let dir = TestDir::new("reload-usage");
+    let (d, _) = start_echo(&dir, "", "");
+    let r = d.ctl(&["config", "reload", "now"]);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert!(r.stderr.starts_with("usage: config reload"), "{r:?}");
+    assert!(d.ctl_ok(&["summary"]).contains("config generation 1"));
+}
+
+/// A fake daemon on a Unix socket: reads one command line, answers `reply`, closes.
+fn fake_console(dir: &TestDir, reply: &'static [u8]) -> std::path::PathBuf {
+    let path = dir.path.join("fake.sock");
+    let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = l.accept() {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut b = [0u8; 256];
+            let _ = s.read(&mut b);
+            let _ = s.write_all(reply);
+        }
+    });
+    path
+}
+
+#[test]
+fn nlctl_rejects_malformed_replies() {
+    for (reply, want) in [
+        (&b"HELLO\n"[..], "nlctl: malformed reply header: "),
+        (b"OK many\nx", "nlctl: malformed reply length: "),
+        (b"MAYBE 2\nhi", "nlctl: malformed reply tag: \"MAYBE\"\n"),
+        (b"OK 10\nshort", "nlctl: read: "),
+        (b"", "nlctl: the daemon closed the connection\n"),
+    ] {
+        let dir = TestDir::new("fake");
+        let sock = fake_console(&dir, reply);
+        let r = nlctl_at(&sock, &["pid"]);
+        assert_eq!(r.code, Some(2), "{reply:?}: {r:?}");
+        assert!(r.stderr.starts_with(want), "{reply:?}: {r:?}");
+        assert!(r.stdout.is_empty(), "{reply:?}: {r:?}");
+    }
+}
+
+#[test]
+fn sigint_stops_like_sigterm() {
+    let dir = TestDir::new("int");
+    let (mut d, _) = start_echo(&dir, "", "");
+    d.signal("INT");
+    let st = d.wait_exit(Duration::from_secs(10)).expect("daemon exits");
+    assert_eq!(st.code(), Some(0), "{}", d.log_text());
+}
+
+#[test]
+fn reload_that_removes_a_listen_closes_it_and_keeps_its_sessions() {
+    let dir = TestDir::new("reload-remove");
+    let (d, echo) = start_echo(&dir, "", "");
+    let port = free_port();
+    let extra = dir.write_conf(
+        "50-extra.conf",
+        &format!("[Echo_Listener Listen \"127.0.0.1:{port}\"]\n"),
+    );
+    d.ctl_ok(&["config", "reload"]);
+    let gone: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut live = connect(gone);
+    round_trip(&mut live, b"on the extra Listen");
+    std::fs::remove_file(extra).unwrap();
+    d.ctl_ok(&["config", "reload"]);
+    assert_eq!(d.bound("Echo_Listener"), vec![echo]);
+    assert!(refused(gone), "a removed Listen still accepts");
+    round_trip(&mut live, b"the session outlives its Listen");
+    echo_once(echo, b"the kept Listen");
+}
+
+#[test]
+fn control_socket_in_use_or_stale() {
+    let dir = TestDir::new("stale");
+    let (mut d, _) = start_echo(&dir, "", "");
+    // A second daemon on the same, live, control socket cannot start: exit 2.
+    let conf = dir.conf_dir();
+    let o = netlistenerd(&["-c", conf.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("Control_Listener Listen \"control.sock\": failed: bind: "),
+        "{o:?}"
+    );
+    assert_eq!(
+        d.ctl_ok(&["pid"]),
+        format!("{}\n", d.pid()),
+        "the first one goes on"
+    );
+    // After a crash (SIGKILL) the socket file stays; the next daemon replaces it.
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+    assert!(dir.control_sock().exists());
+    let d2 = Daemon::start(&dir);
+    assert!(d2.log_text().contains("removing stale socket file"));
+}

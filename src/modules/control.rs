@@ -133,7 +133,8 @@ fn control_worker(e: &mut Event, et: i32, closure: &mut Closure, now: Instant) -
         let reply = match c {
             Ok(line) if line.trim().is_empty() => continue,
             Ok(line) => execute(line.trim(), &mut s.quit),
-            Err(_) => Err(format!("command line longer than {MAX_LINE} bytes")),
+            // Every reply text ends in a newline, as nlctl prints it as it is.
+            Err(_) => Err(format!("command line longer than {MAX_LINE} bytes\n")),
         };
         let (tag, text) = match reply {
             Ok(t) => ("OK", t),
@@ -308,7 +309,8 @@ fn config(args: &str) -> Result<String, String> {
         .next()
         .unwrap_or("")
         .to_ascii_lowercase();
-    if verb == "reload" {
+    // `config reload` alone; with more words it falls through to the grammar's usage error.
+    if verb == "reload" && args.split_whitespace().count() == 1 {
         return crate::daemon::reload().map_err(|e| format!("{e}\n"));
     }
     let store = nl::netlistener_config().map_err(|e| format!("{e}\n"))?;
