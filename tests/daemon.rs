@@ -977,3 +977,58 @@ fn control_socket_in_use_or_stale() {
     let d2 = Daemon::start(&dir);
     assert!(d2.log_text().contains("removing stale socket file"));
 }
+
+#[test]
+fn shipped_conf_d_passes_check() {
+    let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/conf.d");
+    let o = netlistenerd(&["-c", conf, "--check"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("{conf}: configuration OK\n")
+    );
+    assert!(o.stderr.is_empty(), "{o:?}");
+}
+
+#[test]
+fn peer_idle_time_closes_a_silent_session() {
+    let dir = TestDir::new("idle");
+    let (d, echo) = start_echo(
+        &dir,
+        "",
+        "[Echo_Listener]\nIdle_Time = 1h\n\n[Echo_Listener Peer \"127.0.0.1/32\"]\nIdle_Time = 300ms\n",
+    );
+    assert_eq!(
+        d.ctl_ok(&[
+            "config",
+            "eval",
+            "Echo_Listener",
+            "Peer",
+            "127.0.0.1",
+            "Idle_Time"
+        ]),
+        "Idle_Time = 300ms (from Echo_Listener Peer \"127.0.0.1/32\")\n"
+    );
+    let mut s = connect(echo);
+    round_trip(&mut s, b"then silence");
+    let t0 = Instant::now();
+    let mut b = [0u8; 8];
+    match s.read(&mut b) {
+        Ok(0) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        other => panic!("silent session not timed out: {other:?}"),
+    }
+    assert!(
+        t0.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t0.elapsed()
+    );
+    let summary = d.ctl_ok(&["summary"]);
+    let row: Vec<&str> = summary
+        .lines()
+        .find(|l| l.starts_with("Echo_Listener"))
+        .expect("Echo row")
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[4], "1", "timeouts: {summary}");
+}
