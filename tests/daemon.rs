@@ -567,6 +567,26 @@ fn nlctl_shutdown_exits_0() {
 }
 
 #[test]
+fn console_session_that_asks_for_shutdown_does_not_hold_the_drain() {
+    let dir = TestDir::new("shutdown-session");
+    let (mut d, _) = start_echo(&dir, "Shutdown_Timeout = 60s\n", "");
+    // An interactive console: the connection stays open after the command.
+    let mut c = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    c.write_all(b"shutdown\n").unwrap();
+    let mut reply = Vec::new();
+    c.read_to_end(&mut reply)
+        .expect("the daemon closes the session");
+    assert_eq!(reply, b"OK 14\nshutting down\n");
+    // Far less than the 60 s Shutdown_Timeout: nothing is left to drain.
+    let st = d
+        .wait_exit(Duration::from_secs(20))
+        .expect("daemon exits without waiting for Shutdown_Timeout");
+    assert_eq!(st.code(), Some(0), "{}", d.log_text());
+    assert!(!d.log_text().contains("shutdown deadline reached"));
+}
+
+#[test]
 fn shutdown_timeout_closes_a_session_that_never_ends() {
     let dir = TestDir::new("drain-deadline");
     let (mut d, echo) = start_echo(&dir, "Shutdown_Timeout = 1s\n", "");

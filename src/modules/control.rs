@@ -191,6 +191,9 @@ pub fn execute(line: &str, quit: &mut bool) -> Result<String, String> {
         ("config", _) => config(line.trim_start()[6..].trim()),
         ("shutdown", []) => {
             crate::daemon::request_shutdown();
+            // This session ends after the reply, or it would hold the drain it just started
+            // (an interactive nlctl stays connected) until Shutdown_Timeout.
+            *quit = true;
             Ok("shutting down\n".to_string())
         }
         ("quit" | "exit", []) => {
