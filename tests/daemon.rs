@@ -134,7 +134,19 @@ fn listen_that_cannot_bind_at_start_exits_2() {
 #[test]
 fn echo_round_trips_on_two_listens_at_once() {
     let dir = TestDir::new("echo-two");
-    let (d, a) = start_echo(&dir, "", "[Echo_Listener Listen \"127.0.0.2:0\"]\n");
+    // One Listen accepts in the scheduler thread, the other in two accept threads.
+    let (d, a) = start_echo(
+        &dir,
+        "",
+        "[Echo_Listener Listen \"127.0.0.2:0\"]\nConcurrency = 2\n",
+    );
+    let thr: Vec<String> = d
+        .ctl_ok(&["listeners"])
+        .lines()
+        .filter(|l| l.starts_with("Echo_Listener"))
+        .map(|l| l.split_whitespace().nth(3).unwrap().to_string())
+        .collect();
+    assert_eq!(thr, ["0", "2"]);
     let bound = d.bound("Echo_Listener");
     assert_eq!(bound.len(), 2, "{bound:?}");
     assert_eq!(bound[0], a);
@@ -533,8 +545,28 @@ fn listen_failing_on_reload_shows_syscall_and_errno() {
 
 #[test]
 fn sigterm_drains_an_open_session_then_exits_0() {
-    let dir = TestDir::new("term");
-    let (mut d, echo) = start_echo(&dir, "Shutdown_Timeout = 30s\n", "");
+    sigterm_drains(0);
+}
+
+#[test]
+fn sigterm_drains_with_accept_threads() {
+    sigterm_drains(2);
+}
+
+/// SIGTERM with one echo session open, the Listen accepting with `concurrency` threads.
+fn sigterm_drains(concurrency: u32) {
+    let dir = TestDir::new(&format!("term{concurrency}"));
+    let (mut d, echo) = start_echo(
+        &dir,
+        "Shutdown_Timeout = 30s\n",
+        &format!("[Echo_Listener]\nConcurrency = {concurrency}\n"),
+    );
+    let ls = d.ctl_ok(&["listeners"]);
+    let row = ls.lines().find(|l| l.starts_with("Echo_Listener")).unwrap();
+    assert_eq!(
+        row.split_whitespace().nth(3),
+        Some(&*concurrency.to_string())
+    );
     let mut live = connect(echo);
     round_trip(&mut live, b"before");
     d.signal("TERM");
