@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use daemon_util::*;
 
+// ---------------- helpers
+
 /// A config with `globals` in the global scope, the Control Listen, one Echo Listen on
 /// 127.0.0.1 port 0, then `sections`.
 fn echo_conf(dir: &TestDir, globals: &str, sections: &str) -> String {
@@ -36,7 +38,95 @@ fn refused(addr: SocketAddr) -> bool {
     )
 }
 
-// ---------------------------------------------------------------- command line, exit codes
+/// A daemon whose console also listens on TCP 127.0.0.1 port 0, with `sections` appended.
+fn start_tcp_console(dir: &TestDir, listen: &str, sections: &str) -> (Daemon, SocketAddr) {
+    dir.write_conf(
+        "00.conf",
+        &format!(
+            "{}[Control_Listener Listen \"{listen}\"]\n\n{sections}",
+            dir.base_conf()
+        ),
+    );
+    let d = Daemon::start(dir);
+    let tcp = d.bound("Control_Listener");
+    assert_eq!(tcp.len(), 1, "{tcp:?}");
+    (d, tcp[0])
+}
+
+fn tcp_target(a: SocketAddr) -> std::path::PathBuf {
+    a.to_string().into()
+}
+
+/// A local non-loopback IPv4 address (the source of the default route), if the host has one.
+fn non_loopback_ip() -> Option<std::net::IpAddr> {
+    // Connecting a UDP socket sends no packet: it only picks a route and its source address.
+    ["198.51.100.1:9", "10.255.255.1:9", "192.0.2.1:9"]
+        .iter()
+        .find_map(|target| {
+            let u = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+            u.connect(target).ok()?;
+            let ip = u.local_addr().ok()?.ip();
+            (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+        })
+}
+
+/// Runs `nlctl -s SOCKET` with `input` on its standard input (pipe mode).
+fn nlctl_piped(sock: &std::path::Path, input: &[u8]) -> Ctl {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(NLCTL)
+        .arg("-s")
+        .arg(sock)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let st = wait_deadline(&mut child, Duration::from_secs(20)).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("nlctl with a pipe did not finish");
+    });
+    feeder.join().unwrap();
+    Ctl {
+        code: st.code(),
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
+}
+
+/// A fake daemon on a Unix socket: reads one command line, answers `reply`, closes.
+fn fake_console(dir: &TestDir, reply: &'static [u8]) -> std::path::PathBuf {
+    let path = dir.path.join("fake.sock");
+    let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = l.accept() {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut b = [0u8; 256];
+            let _ = s.read(&mut b);
+            let _ = s.write_all(reply);
+        }
+    });
+    path
+}
+
+// ---------------- command line, --check, exit codes
 
 #[test]
 fn version_flag() {
@@ -46,6 +136,35 @@ fn version_flag() {
         String::from_utf8_lossy(&o.stdout),
         format!("netlistenerd {}\n", env!("CARGO_PKG_VERSION"))
     );
+}
+
+#[test]
+fn bad_command_lines() {
+    let o = netlistenerd(&["--frobnicate"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with("netlistenerd: unknown argument: --frobnicate\nusage: netlistenerd "),
+        "{err}"
+    );
+    let o = netlistenerd(&["--help"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("usage: netlistenerd "));
+
+    let o = run_with_deadline(
+        std::process::Command::new(NLCTL).arg("-s"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "usage: nlctl [-s SOCKET] COMMAND...\n"
+    );
+    let o = run_with_deadline(
+        std::process::Command::new(NLCTL).arg("--help"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
 }
 
 #[test]
@@ -64,6 +183,18 @@ fn check_good_config() {
     );
     // --check opens nothing.
     assert!(!dir.control_sock().exists());
+}
+
+#[test]
+fn shipped_conf_d_passes_check() {
+    let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/conf.d");
+    let o = netlistenerd(&["-c", conf, "--check"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("{conf}: configuration OK\n")
+    );
+    assert!(o.stderr.is_empty(), "{o:?}");
 }
 
 #[test]
@@ -129,7 +260,7 @@ fn listen_that_cannot_bind_at_start_exits_2() {
     drop(taken);
 }
 
-// ---------------------------------------------------------------- echo
+// ---------------- echo
 
 #[test]
 fn echo_round_trips_on_two_listens_at_once() {
@@ -171,7 +302,97 @@ fn echo_round_trips_on_two_listens_at_once() {
     assert_eq!((w[1], w[2]), ("2", "2"), "active, accepted: {summary}");
 }
 
-// ---------------------------------------------------------------- console
+#[test]
+fn peer_idle_time_closes_a_silent_session() {
+    let dir = TestDir::new("idle");
+    let (d, echo) = start_echo(
+        &dir,
+        "",
+        "[Echo_Listener]\nIdle_Time = 1h\n\n[Echo_Listener Peer \"127.0.0.1/32\"]\nIdle_Time = 300ms\n",
+    );
+    assert_eq!(
+        d.ctl_ok(&[
+            "config",
+            "eval",
+            "Echo_Listener",
+            "Peer",
+            "127.0.0.1",
+            "Idle_Time"
+        ]),
+        "Idle_Time = 300ms (from Echo_Listener Peer \"127.0.0.1/32\")\n"
+    );
+    let mut s = connect(echo);
+    round_trip(&mut s, b"then silence");
+    let t0 = Instant::now();
+    let mut b = [0u8; 8];
+    match s.read(&mut b) {
+        Ok(0) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        other => panic!("silent session not timed out: {other:?}"),
+    }
+    assert!(
+        t0.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t0.elapsed()
+    );
+    let summary = d.ctl_ok(&["summary"]);
+    let row: Vec<&str> = summary
+        .lines()
+        .find(|l| l.starts_with("Echo_Listener"))
+        .expect("Echo row")
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[4], "1", "timeouts: {summary}");
+}
+
+#[test]
+fn client_that_never_reads_has_bounded_memory() {
+    const MIB: usize = 1 << 20;
+    let dir = TestDir::new("no-read");
+    // Small server-side socket buffers (inherited from the Listen by accepted sockets) keep
+    // what the kernel can absorb far below what the writer offers.
+    let (d, echo) = start_echo(
+        &dir,
+        "",
+        "[Echo_Listener]\nTCP_Recv_Buffer_Size = 64k\nTCP_Send_Buffer_Size = 64k\n",
+    );
+    echo_once(echo, b"warm up");
+    let base = d.rss_kib().expect("VmRSS");
+    let s = connect(echo);
+    s.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut s = s;
+        let chunk = vec![b'z'; 64 * 1024];
+        let mut sent = 0usize;
+        // Stops at the write timeout, once the server stopped reading and buffers are full.
+        while sent < 64 * MIB {
+            match s.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+        (s, sent)
+    });
+    let (s, sent) = writer.join().unwrap();
+    // What the kernel can hold is the client's send buffer (tcp_wmem max, 4 MiB by default)
+    // plus the small buffers above: a writer that never stalls within 64 MiB shows a server
+    // reading without bound.
+    assert!(
+        sent < 64 * MIB,
+        "the server read all {sent} bytes: no backpressure"
+    );
+    let rss = d.rss_kib().expect("VmRSS");
+    assert!(
+        rss < base + 32 * 1024,
+        "RSS grew from {base} KiB to {rss} KiB"
+    );
+    // The loop still serves everyone else.
+    echo_once(echo, b"another client");
+    assert_eq!(d.ctl_ok(&["count", "Echo", "127.0.0.1/32"]), "1\n");
+    drop(s);
+}
+
+// ---------------- console through nlctl
 
 #[test]
 fn console_commands_through_nlctl() {
@@ -424,7 +645,189 @@ fn enable_false_refuses_new_connections_but_keeps_sessions() {
     round_trip(&mut live, b"still");
 }
 
-// ---------------------------------------------------------------- reload
+#[test]
+fn console_refuses_an_overlong_line_and_goes_on() {
+    let dir = TestDir::new("long-line");
+    let (d, _) = start_echo(&dir, "", "");
+    let mut input = format!("pid {}\n", "x".repeat(5000)).into_bytes();
+    input.extend_from_slice(b"pid\n");
+    let r = nlctl_piped(&d.sock, &input);
+    assert_eq!(r.stderr, "command line longer than 4096 bytes\n", "{r:?}");
+    assert_eq!(r.stdout, format!("{}\n", d.pid()), "{r:?}");
+    assert_eq!(r.code, Some(0), "the last command's status: {r:?}");
+    // Exit status in pipe mode is the last command's.
+    let r = nlctl_piped(&d.sock, b"pid\nbogus\n");
+    assert_eq!(r.code, Some(1), "{r:?}");
+}
+
+#[test]
+fn config_reload_with_extra_words_is_a_usage_error() {
+    let dir = TestDir::new("reload-usage");
+    let (d, _) = start_echo(&dir, "", "");
+    let r = d.ctl(&["config", "reload", "now"]);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert!(r.stderr.starts_with("usage: config reload"), "{r:?}");
+    assert!(d.ctl_ok(&["summary"]).contains("config generation 1"));
+}
+
+// ---------------- console access: socket mode, TCP console, refusals
+
+#[test]
+fn control_socket_mode_is_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TestDir::new("mode");
+    let (_d, _) = start_echo(&dir, "", "");
+    let mode = std::fs::metadata(dir.control_sock())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    let rd = std::fs::metadata(&dir.path).unwrap().permissions().mode();
+    assert_eq!(rd & 0o777, 0o700, "runtime directory mode {rd:o}");
+}
+
+#[test]
+fn control_socket_in_use_or_stale() {
+    let dir = TestDir::new("stale");
+    let (mut d, _) = start_echo(&dir, "", "");
+    // A second daemon on the same, live, control socket cannot start: exit 2.
+    let conf = dir.conf_dir();
+    let o = netlistenerd(&["-c", conf.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("Control_Listener Listen \"control.sock\": failed: bind: "),
+        "{o:?}"
+    );
+    assert_eq!(
+        d.ctl_ok(&["pid"]),
+        format!("{}\n", d.pid()),
+        "the first one goes on"
+    );
+    // After a crash (SIGKILL) the socket file stays; the next daemon replaces it.
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+    assert!(dir.control_sock().exists());
+    let d2 = Daemon::start(&dir);
+    assert!(d2.log_text().contains("removing stale socket file"));
+}
+
+#[test]
+fn tcp_console_serves_loopback_peers() {
+    let dir = TestDir::new("tcp-console");
+    let (d, tcp) = start_tcp_console(&dir, "127.0.0.1:0", "");
+    let r = nlctl_at(&tcp_target(tcp), &["pid"]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(r.stdout, format!("{}\n", d.pid()));
+}
+
+#[test]
+fn console_denied_peer_gets_a_well_framed_refusal() {
+    let dir = TestDir::new("console-deny");
+    let (_d, tcp) = start_tcp_console(
+        &dir,
+        "127.0.0.1:0",
+        // Unix-socket peers count as loopback: deny in the TCP Listen's own Peer scope only.
+        "[Control_Listener Listen \"127.0.0.1:0\" Peer \"127.0.0.0/8\"]\nDeny = true\n",
+    );
+    let r = nlctl_at(&tcp_target(tcp), &["pid"]);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert_eq!(r.stderr, "permission denied\r\n", "{r:?}");
+}
+
+#[test]
+fn console_over_its_session_cap_gets_a_well_framed_busy() {
+    let dir = TestDir::new("console-busy");
+    let (d, tcp) = start_tcp_console(
+        &dir,
+        "127.0.0.1:0",
+        "[Control_Listener Listen \"127.0.0.1:0\"]\nListener_Sessions = 1\n",
+    );
+    // Hold the one session the TCP console allows (an idle console session stays open).
+    let hold = connect(tcp);
+    let me = hold.local_addr().unwrap().to_string();
+    poll_until(
+        "the held session is listed",
+        Duration::from_secs(10),
+        || d.ctl_ok(&["show", "inbound"]).contains(&me).then_some(()),
+    );
+    let r = nlctl_at(&tcp_target(tcp), &["pid"]);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert_eq!(r.stderr, "busy\r\n", "{r:?}");
+    drop(hold);
+}
+
+#[test]
+fn tcp_console_refuses_remote_peers_unless_allowed() {
+    let Some(ip) = non_loopback_ip() else {
+        eprintln!("skipped: this host has no non-loopback IPv4 address");
+        return;
+    };
+    let dir = TestDir::new("console-remote");
+    let (d, tcp) = start_tcp_console(&dir, &format!("{ip}:0"), "");
+    // The peer is this host's own non-loopback address: not loopback, so refused.
+    let r = nlctl_at(&tcp_target(tcp), &["pid"]);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert_eq!(r.stderr, "permission denied\r\n", "{r:?}");
+    // Allow_Remote in its Peer scope lets it in.
+    d.ctl_ok(&[
+        "config",
+        "set",
+        &format!("Control_Listener Peer \"{ip}/32\""),
+        "Allow_Remote",
+        "true",
+    ]);
+    let r = nlctl_at(&tcp_target(tcp), &["pid"]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(r.stdout, format!("{}\n", d.pid()));
+}
+
+// ---------------- nlctl on its own
+
+#[test]
+fn nlctl_against_a_stopped_daemon_fails_clearly() {
+    let dir = TestDir::new("stopped");
+    let (mut d, _) = start_echo(&dir, "", "");
+    d.ctl_ok(&["shutdown"]);
+    d.wait_exit(Duration::from_secs(10)).expect("daemon exits");
+    let r = d.ctl(&["pid"]);
+    assert_eq!(r.code, Some(2), "{r:?}");
+    assert!(
+        r.stderr.starts_with(&format!(
+            "nlctl: cannot reach netlistenerd at {}: ",
+            d.sock.display()
+        )) && r.stderr.contains("is the daemon running?"),
+        "{r:?}"
+    );
+    assert!(r.stdout.is_empty());
+    // A TCP console address where nothing listens: the same.
+    let r = nlctl_at(
+        std::path::Path::new(&format!("127.0.0.1:{}", free_port())),
+        &["pid"],
+    );
+    assert_eq!(r.code, Some(2), "{r:?}");
+    assert!(r.stderr.contains("cannot reach netlistenerd"), "{r:?}");
+}
+
+#[test]
+fn nlctl_rejects_malformed_replies() {
+    for (reply, want) in [
+        (&b"HELLO\n"[..], "nlctl: malformed reply header: "),
+        (b"OK many\nx", "nlctl: malformed reply length: "),
+        (b"MAYBE 2\nhi", "nlctl: malformed reply tag: \"MAYBE\"\n"),
+        (b"OK 10\nshort", "nlctl: read: "),
+        (b"", "nlctl: the daemon closed the connection\n"),
+    ] {
+        let dir = TestDir::new("fake");
+        let sock = fake_console(&dir, reply);
+        let r = nlctl_at(&sock, &["pid"]);
+        assert_eq!(r.code, Some(2), "{reply:?}: {r:?}");
+        assert!(r.stderr.starts_with(want), "{reply:?}: {r:?}");
+        assert!(r.stdout.is_empty(), "{reply:?}: {r:?}");
+    }
+}
+
+// ---------------- reload
 
 const BROKEN: &str = "[Echo_Listener]\nIdle_Time = banana\n";
 
@@ -511,6 +914,27 @@ fn sighup_with_new_listen_serves_it() {
 }
 
 #[test]
+fn reload_that_removes_a_listen_closes_it_and_keeps_its_sessions() {
+    let dir = TestDir::new("reload-remove");
+    let (d, echo) = start_echo(&dir, "", "");
+    let port = free_port();
+    let extra = dir.write_conf(
+        "50-extra.conf",
+        &format!("[Echo_Listener Listen \"127.0.0.1:{port}\"]\n"),
+    );
+    d.ctl_ok(&["config", "reload"]);
+    let gone: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut live = connect(gone);
+    round_trip(&mut live, b"on the extra Listen");
+    std::fs::remove_file(extra).unwrap();
+    d.ctl_ok(&["config", "reload"]);
+    assert_eq!(d.bound("Echo_Listener"), vec![echo]);
+    assert!(refused(gone), "a removed Listen still accepts");
+    round_trip(&mut live, b"the session outlives its Listen");
+    echo_once(echo, b"the kept Listen");
+}
+
+#[test]
 fn listen_failing_on_reload_shows_syscall_and_errno() {
     let dir = TestDir::new("reload-fail");
     let (d, echo) = start_echo(&dir, "", "");
@@ -541,7 +965,7 @@ fn listen_failing_on_reload_shows_syscall_and_errno() {
     echo_once(addr, b"now open");
 }
 
-// ---------------------------------------------------------------- shutdown
+// ---------------- shutdown
 
 #[test]
 fn sigterm_drains_an_open_session_then_exits_0() {
@@ -587,6 +1011,15 @@ fn sigterm_drains(concurrency: u32) {
         .expect("daemon exits once the session ends");
     assert_eq!(st.code(), Some(0), "{}", d.log_text());
     assert!(!dir.control_sock().exists(), "control socket left behind");
+}
+
+#[test]
+fn sigint_stops_like_sigterm() {
+    let dir = TestDir::new("int");
+    let (mut d, _) = start_echo(&dir, "", "");
+    d.signal("INT");
+    let st = d.wait_exit(Duration::from_secs(10)).expect("daemon exits");
+    assert_eq!(st.code(), Some(0), "{}", d.log_text());
 }
 
 #[test]
@@ -648,439 +1081,4 @@ fn shutdown_timeout_closes_a_session_that_never_ends() {
         Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
         other => panic!("session not closed: {other:?}"),
     }
-}
-
-// ---------------------------------------------------------------- control socket, nlctl
-
-#[test]
-fn control_socket_mode_is_0600() {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = TestDir::new("mode");
-    let (_d, _) = start_echo(&dir, "", "");
-    let mode = std::fs::metadata(dir.control_sock())
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
-    let rd = std::fs::metadata(&dir.path).unwrap().permissions().mode();
-    assert_eq!(rd & 0o777, 0o700, "runtime directory mode {rd:o}");
-}
-
-#[test]
-fn nlctl_against_a_stopped_daemon_fails_clearly() {
-    let dir = TestDir::new("stopped");
-    let (mut d, _) = start_echo(&dir, "", "");
-    d.ctl_ok(&["shutdown"]);
-    d.wait_exit(Duration::from_secs(10)).expect("daemon exits");
-    let r = d.ctl(&["pid"]);
-    assert_eq!(r.code, Some(2), "{r:?}");
-    assert!(
-        r.stderr.starts_with(&format!(
-            "nlctl: cannot reach netlistenerd at {}: ",
-            d.sock.display()
-        )) && r.stderr.contains("is the daemon running?"),
-        "{r:?}"
-    );
-    assert!(r.stdout.is_empty());
-    // A TCP console address where nothing listens: the same.
-    let r = nlctl_at(
-        std::path::Path::new(&format!("127.0.0.1:{}", free_port())),
-        &["pid"],
-    );
-    assert_eq!(r.code, Some(2), "{r:?}");
-    assert!(r.stderr.contains("cannot reach netlistenerd"), "{r:?}");
-}
-
-// ---------------------------------------------------------------- backpressure
-
-#[test]
-fn client_that_never_reads_has_bounded_memory() {
-    const MIB: usize = 1 << 20;
-    let dir = TestDir::new("no-read");
-    // Small server-side socket buffers (inherited from the Listen by accepted sockets) keep
-    // what the kernel can absorb far below what the writer offers.
-    let (d, echo) = start_echo(
-        &dir,
-        "",
-        "[Echo_Listener]\nTCP_Recv_Buffer_Size = 64k\nTCP_Send_Buffer_Size = 64k\n",
-    );
-    echo_once(echo, b"warm up");
-    let base = d.rss_kib().expect("VmRSS");
-    let s = connect(echo);
-    s.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
-    let writer = std::thread::spawn(move || {
-        let mut s = s;
-        let chunk = vec![b'z'; 64 * 1024];
-        let mut sent = 0usize;
-        // Stops at the write timeout, once the server stopped reading and buffers are full.
-        while sent < 64 * MIB {
-            match s.write(&chunk) {
-                Ok(n) => sent += n,
-                Err(_) => break,
-            }
-        }
-        (s, sent)
-    });
-    let (s, sent) = writer.join().unwrap();
-    // What the kernel can hold is the client's send buffer (tcp_wmem max, 4 MiB by default)
-    // plus the small buffers above: a writer that never stalls within 64 MiB shows a server
-    // reading without bound.
-    assert!(
-        sent < 64 * MIB,
-        "the server read all {sent} bytes: no backpressure"
-    );
-    let rss = d.rss_kib().expect("VmRSS");
-    assert!(
-        rss < base + 32 * 1024,
-        "RSS grew from {base} KiB to {rss} KiB"
-    );
-    // The loop still serves everyone else.
-    echo_once(echo, b"another client");
-    assert_eq!(d.ctl_ok(&["count", "Echo", "127.0.0.1/32"]), "1\n");
-    drop(s);
-}
-
-// ---------------------------------------------------------------- console refusals
-
-/// A daemon whose console also listens on TCP 127.0.0.1 port 0, with `sections` appended.
-fn start_tcp_console(dir: &TestDir, listen: &str, sections: &str) -> (Daemon, SocketAddr) {
-    dir.write_conf(
-        "00.conf",
-        &format!(
-            "{}[Control_Listener Listen \"{listen}\"]\n\n{sections}",
-            dir.base_conf()
-        ),
-    );
-    let d = Daemon::start(dir);
-    let tcp = d.bound("Control_Listener");
-    assert_eq!(tcp.len(), 1, "{tcp:?}");
-    (d, tcp[0])
-}
-
-fn tcp_target(a: SocketAddr) -> std::path::PathBuf {
-    a.to_string().into()
-}
-
-#[test]
-fn tcp_console_serves_loopback_peers() {
-    let dir = TestDir::new("tcp-console");
-    let (d, tcp) = start_tcp_console(&dir, "127.0.0.1:0", "");
-    let r = nlctl_at(&tcp_target(tcp), &["pid"]);
-    assert_eq!(r.code, Some(0), "{r:?}");
-    assert_eq!(r.stdout, format!("{}\n", d.pid()));
-}
-
-#[test]
-fn console_denied_peer_gets_a_well_framed_refusal() {
-    let dir = TestDir::new("console-deny");
-    let (_d, tcp) = start_tcp_console(
-        &dir,
-        "127.0.0.1:0",
-        // Unix-socket peers count as loopback: deny in the TCP Listen's own Peer scope only.
-        "[Control_Listener Listen \"127.0.0.1:0\" Peer \"127.0.0.0/8\"]\nDeny = true\n",
-    );
-    let r = nlctl_at(&tcp_target(tcp), &["pid"]);
-    assert_eq!(r.code, Some(1), "{r:?}");
-    assert_eq!(r.stderr, "permission denied\r\n", "{r:?}");
-}
-
-#[test]
-fn console_over_its_session_cap_gets_a_well_framed_busy() {
-    let dir = TestDir::new("console-busy");
-    let (d, tcp) = start_tcp_console(
-        &dir,
-        "127.0.0.1:0",
-        "[Control_Listener Listen \"127.0.0.1:0\"]\nListener_Sessions = 1\n",
-    );
-    // Hold the one session the TCP console allows (an idle console session stays open).
-    let hold = connect(tcp);
-    let me = hold.local_addr().unwrap().to_string();
-    poll_until(
-        "the held session is listed",
-        Duration::from_secs(10),
-        || d.ctl_ok(&["show", "inbound"]).contains(&me).then_some(()),
-    );
-    let r = nlctl_at(&tcp_target(tcp), &["pid"]);
-    assert_eq!(r.code, Some(1), "{r:?}");
-    assert_eq!(r.stderr, "busy\r\n", "{r:?}");
-    drop(hold);
-}
-
-/// A local non-loopback IPv4 address (the source of the default route), if the host has one.
-fn non_loopback_ip() -> Option<std::net::IpAddr> {
-    // Connecting a UDP socket sends no packet: it only picks a route and its source address.
-    ["198.51.100.1:9", "10.255.255.1:9", "192.0.2.1:9"]
-        .iter()
-        .find_map(|target| {
-            let u = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
-            u.connect(target).ok()?;
-            let ip = u.local_addr().ok()?.ip();
-            (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
-        })
-}
-
-#[test]
-fn tcp_console_refuses_remote_peers_unless_allowed() {
-    let Some(ip) = non_loopback_ip() else {
-        eprintln!("skipped: this host has no non-loopback IPv4 address");
-        return;
-    };
-    let dir = TestDir::new("console-remote");
-    let (d, tcp) = start_tcp_console(&dir, &format!("{ip}:0"), "");
-    // The peer is this host's own non-loopback address: not loopback, so refused.
-    let r = nlctl_at(&tcp_target(tcp), &["pid"]);
-    assert_eq!(r.code, Some(1), "{r:?}");
-    assert_eq!(r.stderr, "permission denied\r\n", "{r:?}");
-    // Allow_Remote in its Peer scope lets it in.
-    d.ctl_ok(&[
-        "config",
-        "set",
-        &format!("Control_Listener Peer \"{ip}/32\""),
-        "Allow_Remote",
-        "true",
-    ]);
-    let r = nlctl_at(&tcp_target(tcp), &["pid"]);
-    assert_eq!(r.code, Some(0), "{r:?}");
-    assert_eq!(r.stdout, format!("{}\n", d.pid()));
-}
-
-// ---------------------------------------------------------------- more command line and console
-
-#[test]
-fn bad_command_lines() {
-    let o = netlistenerd(&["--frobnicate"]);
-    assert_eq!(o.status.code(), Some(1), "{o:?}");
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.starts_with("netlistenerd: unknown argument: --frobnicate\nusage: netlistenerd "),
-        "{err}"
-    );
-    let o = netlistenerd(&["--help"]);
-    assert_eq!(o.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&o.stdout).starts_with("usage: netlistenerd "));
-
-    let o = run_with_deadline(
-        std::process::Command::new(NLCTL).arg("-s"),
-        Duration::from_secs(10),
-    );
-    assert_eq!(o.status.code(), Some(2), "{o:?}");
-    assert_eq!(
-        String::from_utf8_lossy(&o.stderr),
-        "usage: nlctl [-s SOCKET] COMMAND...\n"
-    );
-    let o = run_with_deadline(
-        std::process::Command::new(NLCTL).arg("--help"),
-        Duration::from_secs(10),
-    );
-    assert_eq!(o.status.code(), Some(0), "{o:?}");
-}
-
-/// Runs `nlctl -s SOCKET` with `input` on its standard input (pipe mode).
-fn nlctl_piped(sock: &std::path::Path, input: &[u8]) -> Ctl {
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(NLCTL)
-        .arg("-s")
-        .arg(sock)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let st = wait_deadline(&mut child, Duration::from_secs(20)).unwrap_or_else(|| {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("nlctl with a pipe did not finish");
-    });
-    feeder.join().unwrap();
-    Ctl {
-        code: st.code(),
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
-    }
-}
-
-#[test]
-fn console_refuses_an_overlong_line_and_goes_on() {
-    let dir = TestDir::new("long-line");
-    let (d, _) = start_echo(&dir, "", "");
-    let mut input = format!("pid {}\n", "x".repeat(5000)).into_bytes();
-    input.extend_from_slice(b"pid\n");
-    let r = nlctl_piped(&d.sock, &input);
-    assert_eq!(r.stderr, "command line longer than 4096 bytes\n", "{r:?}");
-    assert_eq!(r.stdout, format!("{}\n", d.pid()), "{r:?}");
-    assert_eq!(r.code, Some(0), "the last command's status: {r:?}");
-    // Exit status in pipe mode is the last command's.
-    let r = nlctl_piped(&d.sock, b"pid\nbogus\n");
-    assert_eq!(r.code, Some(1), "{r:?}");
-}
-
-#[test]
-fn config_reload_with_extra_words_is_a_usage_error() {
-    let dir = TestDir::new("reload-usage");
-    let (d, _) = start_echo(&dir, "", "");
-    let r = d.ctl(&["config", "reload", "now"]);
-    assert_eq!(r.code, Some(1), "{r:?}");
-    assert!(r.stderr.starts_with("usage: config reload"), "{r:?}");
-    assert!(d.ctl_ok(&["summary"]).contains("config generation 1"));
-}
-
-/// A fake daemon on a Unix socket: reads one command line, answers `reply`, closes.
-fn fake_console(dir: &TestDir, reply: &'static [u8]) -> std::path::PathBuf {
-    let path = dir.path.join("fake.sock");
-    let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
-    std::thread::spawn(move || {
-        if let Ok((mut s, _)) = l.accept() {
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let mut b = [0u8; 256];
-            let _ = s.read(&mut b);
-            let _ = s.write_all(reply);
-        }
-    });
-    path
-}
-
-#[test]
-fn nlctl_rejects_malformed_replies() {
-    for (reply, want) in [
-        (&b"HELLO\n"[..], "nlctl: malformed reply header: "),
-        (b"OK many\nx", "nlctl: malformed reply length: "),
-        (b"MAYBE 2\nhi", "nlctl: malformed reply tag: \"MAYBE\"\n"),
-        (b"OK 10\nshort", "nlctl: read: "),
-        (b"", "nlctl: the daemon closed the connection\n"),
-    ] {
-        let dir = TestDir::new("fake");
-        let sock = fake_console(&dir, reply);
-        let r = nlctl_at(&sock, &["pid"]);
-        assert_eq!(r.code, Some(2), "{reply:?}: {r:?}");
-        assert!(r.stderr.starts_with(want), "{reply:?}: {r:?}");
-        assert!(r.stdout.is_empty(), "{reply:?}: {r:?}");
-    }
-}
-
-#[test]
-fn sigint_stops_like_sigterm() {
-    let dir = TestDir::new("int");
-    let (mut d, _) = start_echo(&dir, "", "");
-    d.signal("INT");
-    let st = d.wait_exit(Duration::from_secs(10)).expect("daemon exits");
-    assert_eq!(st.code(), Some(0), "{}", d.log_text());
-}
-
-#[test]
-fn reload_that_removes_a_listen_closes_it_and_keeps_its_sessions() {
-    let dir = TestDir::new("reload-remove");
-    let (d, echo) = start_echo(&dir, "", "");
-    let port = free_port();
-    let extra = dir.write_conf(
-        "50-extra.conf",
-        &format!("[Echo_Listener Listen \"127.0.0.1:{port}\"]\n"),
-    );
-    d.ctl_ok(&["config", "reload"]);
-    let gone: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut live = connect(gone);
-    round_trip(&mut live, b"on the extra Listen");
-    std::fs::remove_file(extra).unwrap();
-    d.ctl_ok(&["config", "reload"]);
-    assert_eq!(d.bound("Echo_Listener"), vec![echo]);
-    assert!(refused(gone), "a removed Listen still accepts");
-    round_trip(&mut live, b"the session outlives its Listen");
-    echo_once(echo, b"the kept Listen");
-}
-
-#[test]
-fn control_socket_in_use_or_stale() {
-    let dir = TestDir::new("stale");
-    let (mut d, _) = start_echo(&dir, "", "");
-    // A second daemon on the same, live, control socket cannot start: exit 2.
-    let conf = dir.conf_dir();
-    let o = netlistenerd(&["-c", conf.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2), "{o:?}");
-    assert!(
-        String::from_utf8_lossy(&o.stderr)
-            .contains("Control_Listener Listen \"control.sock\": failed: bind: "),
-        "{o:?}"
-    );
-    assert_eq!(
-        d.ctl_ok(&["pid"]),
-        format!("{}\n", d.pid()),
-        "the first one goes on"
-    );
-    // After a crash (SIGKILL) the socket file stays; the next daemon replaces it.
-    d.child.kill().unwrap();
-    d.child.wait().unwrap();
-    assert!(dir.control_sock().exists());
-    let d2 = Daemon::start(&dir);
-    assert!(d2.log_text().contains("removing stale socket file"));
-}
-
-#[test]
-fn shipped_conf_d_passes_check() {
-    let conf = concat!(env!("CARGO_MANIFEST_DIR"), "/conf.d");
-    let o = netlistenerd(&["-c", conf, "--check"]);
-    assert_eq!(o.status.code(), Some(0), "{o:?}");
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout),
-        format!("{conf}: configuration OK\n")
-    );
-    assert!(o.stderr.is_empty(), "{o:?}");
-}
-
-#[test]
-fn peer_idle_time_closes_a_silent_session() {
-    let dir = TestDir::new("idle");
-    let (d, echo) = start_echo(
-        &dir,
-        "",
-        "[Echo_Listener]\nIdle_Time = 1h\n\n[Echo_Listener Peer \"127.0.0.1/32\"]\nIdle_Time = 300ms\n",
-    );
-    assert_eq!(
-        d.ctl_ok(&[
-            "config",
-            "eval",
-            "Echo_Listener",
-            "Peer",
-            "127.0.0.1",
-            "Idle_Time"
-        ]),
-        "Idle_Time = 300ms (from Echo_Listener Peer \"127.0.0.1/32\")\n"
-    );
-    let mut s = connect(echo);
-    round_trip(&mut s, b"then silence");
-    let t0 = Instant::now();
-    let mut b = [0u8; 8];
-    match s.read(&mut b) {
-        Ok(0) => {}
-        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-        other => panic!("silent session not timed out: {other:?}"),
-    }
-    assert!(
-        t0.elapsed() >= Duration::from_millis(250),
-        "{:?}",
-        t0.elapsed()
-    );
-    let summary = d.ctl_ok(&["summary"]);
-    let row: Vec<&str> = summary
-        .lines()
-        .find(|l| l.starts_with("Echo_Listener"))
-        .expect("Echo row")
-        .split_whitespace()
-        .collect();
-    assert_eq!(row[4], "1", "timeouts: {summary}");
 }
