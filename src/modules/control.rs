@@ -52,7 +52,8 @@ pub fn conf_setup() -> Result<(), NetError> {
         "control",
     )?;
     nl::netlistener_set_default_file_mode(&def, 0o600);
-    nl::netlistener_set_reject_lines(&def, "ERR 14\npermission denied", "ERR 4\nbusy");
+    // The layer appends CRLF to a reject line: the lengths count it, so the frame is exact.
+    nl::netlistener_set_reject_lines(&def, "ERR 19\npermission denied", "ERR 6\nbusy");
     let opt = OptionDef::new(
         "Allow_Remote",
         OptionType::Bool,
@@ -78,7 +79,8 @@ fn control_acceptor(e: &mut Event, _et: i32, closure: &mut Closure, _now: Instan
             .unwrap_or(false),
     };
     if !ok {
-        let _ = e.write(b"ERR 17\npermission denied\n");
+        // The same frame as the layer's Deny line (see conf_setup).
+        let _ = e.write(b"ERR 19\npermission denied\r\n");
         log::warn!(
             "control: refused a console connection from {:?}",
             ac.remote_addr
@@ -131,7 +133,8 @@ fn control_worker(e: &mut Event, et: i32, closure: &mut Closure, now: Instant) -
         let reply = match c {
             Ok(line) if line.trim().is_empty() => continue,
             Ok(line) => execute(line.trim(), &mut s.quit),
-            Err(_) => Err(format!("command line longer than {MAX_LINE} bytes")),
+            // Every reply text ends in a newline, as nlctl prints it as it is.
+            Err(_) => Err(format!("command line longer than {MAX_LINE} bytes\n")),
         };
         let (tag, text) = match reply {
             Ok(t) => ("OK", t),
@@ -193,6 +196,9 @@ pub fn execute(line: &str, quit: &mut bool) -> Result<String, String> {
         ("config", _) => config(line.trim_start()["config".len()..].trim()),
         ("shutdown", []) => {
             crate::daemon::request_shutdown();
+            // This session ends after the reply, or it would hold the drain it just started
+            // (an interactive nlctl stays connected) until Shutdown_Timeout.
+            *quit = true;
             Ok("shutting down\n".to_string())
         }
         ("quit" | "exit", []) => {
@@ -315,7 +321,8 @@ fn config(args: &str) -> Result<String, String> {
         .next()
         .unwrap_or("")
         .to_ascii_lowercase();
-    if verb == "reload" {
+    // `config reload` alone; with more words it falls through to the grammar's usage error.
+    if verb == "reload" && args.split_whitespace().count() == 1 {
         return crate::daemon::reload().map_err(|e| format!("{e}\n"));
     }
     let store = nl::netlistener_config().map_err(|e| format!("{e}\n"))?;

@@ -1,0 +1,323 @@
+//! Helpers for black-box tests of the built `netlistenerd` and `nlctl` binaries.
+//!
+//! Each test gets its own directory (configuration in `<dir>/conf.d`, `Runtime_Directory` and
+//! the control socket in `<dir>`, the daemon's stderr in `<dir>/daemon.log`), so tests run in
+//! parallel. Every wait has a deadline; a [`Daemon`] kills its process (by PID, through
+//! `Child::kill`) when dropped, so a failing test never leaves a daemon behind.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The daemon binary cargo built for this test run.
+pub const NETLISTENERD: &str = env!("CARGO_BIN_EXE_netlistenerd");
+/// The console client binary cargo built for this test run.
+pub const NLCTL: &str = env!("CARGO_BIN_EXE_nlctl");
+
+/// How long a daemon may take to answer on its control socket after it was spawned.
+pub const READY_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A unique directory under the system temp dir, removed on drop.
+pub struct TestDir {
+    pub path: PathBuf,
+}
+
+impl TestDir {
+    /// Creates `<temp>/nld-<test>-<pid>-<n>` with an empty `conf.d` inside.
+    pub fn new(test: &str) -> TestDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "nld-{test}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(path.join("conf.d")).expect("create test dir");
+        TestDir { path }
+    }
+
+    /// The configuration directory passed to `-c`.
+    pub fn conf_dir(&self) -> PathBuf {
+        self.path.join("conf.d")
+    }
+
+    /// Writes `conf.d/<name>` and returns its path.
+    pub fn write_conf(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.conf_dir().join(name);
+        std::fs::write(&p, text).expect("write config");
+        p
+    }
+
+    /// The control socket path (`control.sock` under the runtime directory).
+    pub fn control_sock(&self) -> PathBuf {
+        self.path.join("control.sock")
+    }
+
+    /// The global lines every test config starts with: the runtime directory is this dir, and
+    /// the console listens on `control.sock` in it.
+    pub fn base_conf(&self) -> String {
+        format!(
+            "Runtime_Directory = {}\n\n[Control_Listener Listen \"control.sock\"]\n\n",
+            self.path.display()
+        )
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Runs `cmd` with stdout and stderr captured, killing it after `deadline`.
+pub fn run_with_deadline(cmd: &mut Command, deadline: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let status = wait_deadline(&mut child, deadline).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{cmd:?} did not finish within {deadline:?}");
+    });
+    Output {
+        status,
+        stdout: t_out.join().unwrap_or_default(),
+        stderr: t_err.join().unwrap_or_default(),
+    }
+}
+
+/// Waits for `child` to exit, up to `deadline`.
+pub fn wait_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            return Some(st);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, or panics with `what` after `deadline`.
+pub fn poll_until<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out after {deadline:?}: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `netlistenerd ARGS` run to completion (for `--check`, `--version`, start-up failures).
+pub fn netlistenerd(args: &[&str]) -> Output {
+    run_with_deadline(Command::new(NETLISTENERD).args(args), READY_DEADLINE)
+}
+
+/// The result of one `nlctl` run.
+#[derive(Debug)]
+pub struct Ctl {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// `nlctl -s SOCKET ARGS`.
+pub fn nlctl_at(socket: &Path, args: &[&str]) -> Ctl {
+    let o = run_with_deadline(
+        Command::new(NLCTL).arg("-s").arg(socket).args(args),
+        Duration::from_secs(20),
+    );
+    Ctl {
+        code: o.status.code(),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// A running `netlistenerd`, killed on drop if it is still running.
+pub struct Daemon {
+    pub child: Child,
+    pub sock: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Spawns `netlistenerd -c <dir>/conf.d --log-level debug` and waits until its console
+    /// answers `pid` (panics with the log if it exits or does not answer in time).
+    pub fn start(dir: &TestDir) -> Daemon {
+        let log = dir.path.join("daemon.log");
+        let child = Command::new(NETLISTENERD)
+            .arg("-c")
+            .arg(dir.conf_dir())
+            .args(["--log-level", "debug"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("create daemon.log"))
+            .spawn()
+            .expect("spawn netlistenerd");
+        let mut d = Daemon {
+            child,
+            sock: dir.control_sock(),
+            log,
+        };
+        let end = Instant::now() + READY_DEADLINE;
+        loop {
+            if let Some(st) = d.child.try_wait().expect("try_wait") {
+                panic!("netlistenerd exited at start-up ({st}):\n{}", d.log_text());
+            }
+            if d.sock.exists() {
+                let r = d.ctl(&["pid"]);
+                if r.code == Some(0) {
+                    assert_eq!(r.stdout.trim(), d.pid().to_string(), "pid command");
+                    return d;
+                }
+            }
+            assert!(
+                Instant::now() < end,
+                "netlistenerd did not answer within {READY_DEADLINE:?}:\n{}",
+                d.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the daemon wrote to stderr so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `nlctl -s <control.sock> ARGS`.
+    pub fn ctl(&self, args: &[&str]) -> Ctl {
+        nlctl_at(&self.sock, args)
+    }
+
+    /// `nlctl … ARGS`, asserting exit status 0; returns stdout.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let r = self.ctl(args);
+        assert_eq!(
+            r.code,
+            Some(0),
+            "nlctl {args:?}: {r:?}\n{}",
+            self.log_text()
+        );
+        r.stdout
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`) with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -{sig} {}", self.pid());
+    }
+
+    /// The rows of `listeners` for `kind`: (configured address, bound address, state).
+    pub fn listeners(&self, kind: &str) -> Vec<(String, String, String)> {
+        parse_listeners(&self.ctl_ok(&["listeners"]), kind)
+    }
+
+    /// The bound TCP addresses of `kind`'s listening Listens, in configuration order (Unix
+    /// socket Listens left out).
+    pub fn bound(&self, kind: &str) -> Vec<SocketAddr> {
+        self.listeners(kind)
+            .into_iter()
+            .filter(|(_, _, state)| state == "listening")
+            .filter_map(|(_, b, _)| b.parse().ok())
+            .collect()
+    }
+
+    /// Waits for the daemon to exit, up to `deadline`.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<ExitStatus> {
+        wait_deadline(&mut self.child, deadline)
+    }
+
+    /// The daemon's resident set size in KiB (Linux `/proc`).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Parses `listeners` output: rows whose type is `kind`, as (listen, bound, state). The state
+/// column is everything after the counters (`failed: …` holds spaces).
+pub fn parse_listeners(text: &str, kind: &str) -> Vec<(String, String, String)> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            if w.len() < 9 || !w[0].eq_ignore_ascii_case(kind) {
+                return None;
+            }
+            Some((w[1].to_string(), w[2].to_string(), w[8..].join(" ")))
+        })
+        .collect()
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// Connects with deadlines on every read and write.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// Writes `data` and reads back exactly as many bytes; asserts they are the same.
+pub fn round_trip(s: &mut TcpStream, data: &[u8]) {
+    s.write_all(data).expect("echo write");
+    let mut got = vec![0u8; data.len()];
+    s.read_exact(&mut got).expect("echo read");
+    assert_eq!(got, data, "echo returned different bytes");
+}
+
+/// Connects to an Echo Listen and does one round trip.
+pub fn echo_once(addr: SocketAddr, data: &[u8]) {
+    let mut s = connect(addr);
+    round_trip(&mut s, data);
+}
