@@ -337,13 +337,24 @@ fn apply_log_level(gen: &Generation) {
     }
 }
 
-/// Applies a new generation: Listens diffed, pools sized, log level set.
-pub fn apply_generation(gen: &Arc<Generation>) {
+/// Applies a new generation: Listens diffed, pools sized, log level set. Returns one
+/// `warning: …` line per Listen that is now in a failed state (already logged), so the console
+/// can show it next to its OK.
+pub fn apply_generation(gen: &Arc<Generation>) -> String {
     apply_log_level(gen);
-    match nl::netlistener_apply(gen) {
-        Ok(_) => {}
-        Err(e) => log::error!("applying configuration generation {}: {e}", gen.number()),
+    if let Err(e) = nl::netlistener_apply(gen) {
+        log::error!("applying configuration generation {}: {e}", gen.number());
     }
+    nl::listeners_report()
+        .into_iter()
+        .filter(|r| r.state.starts_with("failed"))
+        .map(|r| {
+            format!(
+                "warning: {} Listen \"{}\": {}\n",
+                r.kind, r.address, r.state
+            )
+        })
+        .collect()
 }
 
 /// Re-reads the configuration and applies it; on error the running generation stays and the
@@ -352,9 +363,12 @@ pub fn reload() -> Result<String, String> {
     let store = nl::netlistener_config().map_err(|e| e.to_string())?;
     match store.reload() {
         Ok(gen) => {
-            apply_generation(&gen);
+            let failed = apply_generation(&gen);
             log::info!("configuration reloaded: generation {}", gen.number());
-            let mut out = format!("configuration reloaded: generation {}\n", gen.number());
+            let mut out = format!(
+                "configuration reloaded: generation {}\n{failed}",
+                gen.number()
+            );
             for w in gen.warnings() {
                 log::warn!("{w}");
                 out.push_str(&format!("warning: {w}\n"));

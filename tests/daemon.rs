@@ -929,8 +929,15 @@ fn listen_failing_on_reload_shows_syscall_and_errno() {
         "50-taken.conf",
         &format!("[Echo_Listener Listen \"{addr}\"]\n"),
     );
-    // The configuration itself is valid: the reload succeeds, the one Listen fails.
-    d.ctl_ok(&["config", "reload"]);
+    // The configuration itself is valid: the reload succeeds, the one Listen fails, and the
+    // reply says so next to its OK.
+    let reply = d.ctl_ok(&["config", "reload"]);
+    assert!(
+        reply.contains(&format!(
+            "warning: Echo_Listener Listen \"{addr}\": failed: bind: "
+        )),
+        "{reply}"
+    );
     let rows = d.listeners("Echo_Listener");
     let row = rows
         .iter()

@@ -32,6 +32,8 @@ use crate::scheduler;
 use crate::sys;
 
 const MAX_LINE: usize = 4096;
+/// Reply bytes waiting for a client before the session stops reading its commands.
+const MAX_PENDING: usize = 1 << 20;
 
 thread_local! {
     static ALLOW_REMOTE: RefCell<Option<Slot>> = const { RefCell::new(None) };
@@ -114,10 +116,17 @@ fn control_worker(e: &mut Event, et: i32, closure: &mut Closure, now: Instant) -
     let s = ac
         .closure_mut::<ControlSession>()
         .expect("control: session");
+    // A client that sends commands but never reads replies: stop reading until it does.
+    match s.out.flush(e) {
+        Err(_) => return 0,
+        Ok(false) if s.out.pending() >= MAX_PENDING => return E_WRITE,
+        Ok(_) => {}
+    }
     let mut buf = [0u8; 4096];
     let mut commands = Vec::new();
     let mut eof = false;
-    loop {
+    // Bounded reads per wake-up; replies are queued at most one batch past MAX_PENDING.
+    for _ in 0..16 {
         match e.read(&mut buf) {
             Io::Done(n) => s.lines.feed(&buf[..n], |l| {
                 commands.push(l.map(|b| String::from_utf8_lossy(b).into_owned()))
@@ -330,7 +339,8 @@ fn config(args: &str) -> Result<String, String> {
     if verb == "set" || verb == "unset" {
         // Apply the new generation now: sockets open or close as the values say.
         let gen = store.current();
-        crate::daemon::apply_generation(&gen);
+        let failed = crate::daemon::apply_generation(&gen);
+        return Ok(ensure_nl(&out) + &failed);
     }
     Ok(ensure_nl(&out))
 }
