@@ -756,3 +756,40 @@ fn python_smtplib_messages_arrive_byte_for_byte() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&sent);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The shipped configuration
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn shipped_conf_d_30_esmtp_loads_and_its_peer_advertises_another_list() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf.d/30-esmtp.conf");
+    let got = std::thread::spawn(move || {
+        let _s = Scheduler::new().unwrap();
+        esmtp::conf_setup().unwrap();
+        let store = netlistener_load_config(&path).unwrap_or_else(|e| panic!("{e}"));
+        let gen = store.current();
+        let kind = "ESMTP_Listener";
+        let slot = option_slot(
+            "SMTP_Extensions",
+            netlistener::config::ScopeClass::Peer(kind),
+        )
+        .expect("registered");
+        let listen: netlistener::config::ListenAddr = "127.0.0.1:2525".parse().unwrap();
+        let ext = |ip: &str| {
+            let peer = netlistener::config::PeerAddr::Ip(ip.parse().unwrap());
+            gen.fetch(slot, kind, Some(&listen), Some(&peer))
+                .value
+                .as_list()
+                .join(",")
+        };
+        let r = (ext("127.0.0.1"), ext("192.0.2.9"), gen.listens(kind).len());
+        netlistener_reset();
+        r
+    })
+    .join()
+    .unwrap();
+    assert_eq!(got.0, "PIPELINING,SIZE,8BITMIME,ENHANCEDSTATUSCODES");
+    assert_eq!(got.1, "PIPELINING,CHUNKING,SMTPUTF8,ENHANCEDSTATUSCODES");
+    assert_eq!(got.2, 1);
+}
