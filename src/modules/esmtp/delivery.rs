@@ -34,7 +34,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::protocol::BodySink;
 
 /// Body octets held before the glue floats the session to append them to the file.
-pub const SPILL: usize = 64 * 1024;
+pub const SPILL: usize = 32 * 1024;
 
 /// The reason given to the client when a Maildir write fails (after `451 4.3.0`).
 pub const FAILED: &str = "Error: local delivery failed, try again later";
@@ -48,7 +48,8 @@ pub enum Delivery {
     Maildir(Arc<Path>),
 }
 
-/// The body of the message being received, bounded: at most [`SPILL`] plus one read.
+/// The body of the message being received, bounded: the glue reads at most
+/// [`BodyBuf::room`] octets at a time, so at most [`SPILL`] octets are held.
 #[derive(Debug, Default)]
 pub struct BodyBuf {
     /// Body bytes not yet written.
@@ -90,6 +91,16 @@ impl BodyBuf {
     /// True when enough body is held that it should be appended to the file now.
     pub fn wants_spill(&self) -> bool {
         self.keep && self.open && self.held.len() >= SPILL
+    }
+
+    /// How much the next read may bring in without holding more than [`SPILL`] octets of
+    /// body (`usize::MAX` when nothing is held: discard, or outside a message). Line ends
+    /// and dot-stuffing only shrink what reaches the sink, so a read of `room` is safe.
+    pub fn room(&self) -> usize {
+        match self.keep && self.open {
+            true => SPILL.saturating_sub(self.held.len()).max(1),
+            false => usize::MAX,
+        }
     }
 }
 
