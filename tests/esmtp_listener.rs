@@ -187,6 +187,7 @@ fn body_after_received(path: &Path) -> Vec<u8> {
 #[test]
 fn banner_ehlo_and_one_transaction_in_discard_mode() {
     let srv = Smtp::start(&listen("Banner_Hostname = mx.test"));
+    let before = esmtp::delivery::delivery_stats().discarded;
     let mut c = C::connect(srv.addr());
     assert_eq!(c.reply(), "220 mx.test ESMTP netlistener");
     let ehlo = c.cmd("EHLO client.test");
@@ -204,6 +205,7 @@ fn banner_ehlo_and_one_transaction_in_discard_mode() {
     assert_eq!(c.cmd("HELP").get(..3), Some("214"));
     assert_eq!(c.cmd("QUIT"), "221 2.0.0 Bye");
     assert!(c.closed());
+    assert!(esmtp::delivery::delivery_stats().discarded > before);
 }
 
 /// A whole pipelined conversation, and the replies it gets when sent in one write.
@@ -240,6 +242,20 @@ fn pipelined_batch_split_at_every_byte_boundary() {
     for split in 1..CONVO.len() {
         assert_eq!(run_convo(addr, split), whole, "split at {split}");
     }
+    // The same with Maildir delivery: the session floats at each end of data while the
+    // pipelined commands after it wait in its tail.
+    let dir = tempdir("esmtp-split");
+    let md = Smtp::start(&maildir_conf(&dir, "Banner_Hostname = mx.test"));
+    for split in (1..CONVO.len()).step_by(7).chain([CONVO.len()]) {
+        assert_eq!(
+            run_convo(md.addr(), split),
+            whole,
+            "maildir, split at {split}"
+        );
+    }
+    let n = (1..CONVO.len()).step_by(7).count() + 1;
+    assert_eq!(files(&dir, "new").len(), 2 * n);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -595,6 +611,31 @@ fn maildir_large_message_is_streamed_and_pipelined_commands_survive() {
 }
 
 #[test]
+fn maildir_bdat_chunks_larger_than_a_spill() {
+    let dir = tempdir("esmtp-bdat");
+    let srv = Smtp::start(&maildir_conf(
+        &dir,
+        "SMTP_Extensions = PIPELINING, CHUNKING, ENHANCEDSTATUSCODES",
+    ));
+    let mut c = C::connect(srv.addr());
+    c.reply();
+    c.cmd("EHLO x");
+    c.cmd("MAIL FROM:<a@x>");
+    c.cmd("RCPT TO:<b@y>");
+    let a: Vec<u8> = (0..100_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let b = b"\r\n.\r\nstill data, BDAT has no dot rules\r\n".to_vec();
+    c.send(format!("BDAT {}\r\n", a.len()).as_bytes());
+    c.send(&a);
+    assert_eq!(c.reply(), "250 2.0.0 Ok: 100000 octets received");
+    c.send(format!("BDAT {} LAST\r\n", b.len()).as_bytes());
+    c.send(&b);
+    assert!(c.reply().starts_with("250 2.0.0 Ok: queued as"));
+    let new = files(&dir, "new");
+    assert_eq!(body_after_received(&new[0]), [a, b].concat());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn failing_maildir_answers_451_and_leaves_no_file() {
     let base = tempdir("esmtp-fail");
     let plain = base.join("plain-file");
@@ -617,6 +658,7 @@ fn failing_maildir_answers_451_and_leaves_no_file() {
     }
     assert_eq!(code(&c.cmd("NOOP")), "250 2.0.0");
     assert!(!dir.exists());
+    assert!(esmtp::delivery::delivery_stats().failed >= 2);
     let _ = std::fs::remove_dir_all(&base);
 }
 

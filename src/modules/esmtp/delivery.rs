@@ -93,12 +93,15 @@ impl BodyBuf {
         self.keep && self.open && self.held.len() >= SPILL
     }
 
-    /// How much the next read may bring in without holding more than [`SPILL`] octets of
-    /// body (`usize::MAX` when nothing is held: discard, or outside a message). Line ends
-    /// and dot-stuffing only shrink what reaches the sink, so a read of `room` is safe.
+    /// How much the next read may bring in without holding much more than [`SPILL`] octets
+    /// of body (`usize::MAX` when nothing is held: discard, or outside a message). Line ends
+    /// and dot-stuffing only shrink what reaches the sink. Never below one command line, so
+    /// a `BDAT` line between chunks is not read a few octets at a time.
     pub fn room(&self) -> usize {
         match self.keep && self.open {
-            true => SPILL.saturating_sub(self.held.len()).max(1),
+            true => SPILL
+                .saturating_sub(self.held.len())
+                .max(super::protocol::MAX_COMMAND_LINE),
             false => usize::MAX,
         }
     }
@@ -113,6 +116,48 @@ pub struct MaildirWrite {
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Process-wide delivery counters (every scheduler thread), for the console and benchmarks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryStats {
+    /// Messages accepted and dropped (`Delivery = discard`).
+    pub discarded: u64,
+    /// Messages written to a Maildir and acknowledged.
+    pub stored: u64,
+    /// Maildir deliveries that failed (answered `451 4.3.0`).
+    pub failed: u64,
+    /// Body octets of the accepted messages (discarded or stored).
+    pub octets: u64,
+}
+
+static DISCARDED: AtomicU64 = AtomicU64::new(0);
+static STORED: AtomicU64 = AtomicU64::new(0);
+static FAILED_N: AtomicU64 = AtomicU64::new(0);
+static OCTETS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one delivery outcome (`stored`: `None` for discard).
+pub fn count(stored: Option<bool>, octets: u64) {
+    let c = match stored {
+        None => &DISCARDED,
+        Some(true) => &STORED,
+        Some(false) => &FAILED_N,
+    };
+    c.fetch_add(1, Ordering::Relaxed);
+    if stored != Some(false) {
+        OCTETS.fetch_add(octets, Ordering::Relaxed);
+    }
+}
+
+/// The counters so far.
+pub fn delivery_stats() -> DeliveryStats {
+    let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    DeliveryStats {
+        discarded: l(&DISCARDED),
+        stored: l(&STORED),
+        failed: l(&FAILED_N),
+        octets: l(&OCTETS),
+    }
+}
 
 /// A unique Maildir file name, `<secs>.P<pid>Q<n>.<host>` (the `maildir(5)` recipe with a
 /// process-wide counter; `/` and `:` in the host are escaped as `\057` and `\072`).

@@ -228,6 +228,7 @@ fn pump(
 ) -> i32 {
     reply.clear();
     if let Some(result) = s.done.take() {
+        super::delivery::count(Some(result.is_ok()), s.body.total);
         s.session.delivery_done(result, reply);
         end_of_message(s);
     }
@@ -307,6 +308,7 @@ fn feed_all(
             Next::Close => break Some(Stop::Close),
             Next::Deliver => match s.disk.as_deref_mut() {
                 None => {
+                    super::delivery::count(None, s.body.total);
                     s.session.delivery_done(Ok(discard_id(ac)), reply);
                     end_of_message(s);
                 }
