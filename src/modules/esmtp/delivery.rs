@@ -34,7 +34,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::protocol::BodySink;
 
 /// Body octets held before the glue floats the session to append them to the file.
-pub const SPILL: usize = 32 * 1024;
+pub const SPILL: usize = 16 * 1024;
 
 /// The reason given to the client when a Maildir write fails (after `451 4.3.0`).
 pub const FAILED: &str = "Error: local delivery failed, try again later";
@@ -75,6 +75,11 @@ impl BodySink for BodyBuf {
     fn data(&mut self, chunk: &[u8]) {
         self.total += chunk.len() as u64;
         if self.keep {
+            if self.held.capacity() == 0 {
+                // One allocation of the bound, not a doubling that overshoots it.
+                self.held
+                    .reserve_exact(SPILL + super::protocol::MAX_COMMAND_LINE);
+            }
             self.held.extend_from_slice(chunk);
         }
     }

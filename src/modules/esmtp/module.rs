@@ -15,7 +15,7 @@
 //! - while replies are unsent, the session waits for `E_WRITE` and reads nothing (a client
 //!   that does not read cannot make the server buffer without bound);
 //! - `Delivery = discard` answers at once; `Delivery = maildir` **floats** the session to its
-//!   `Pool_Name` pool (default `IO`) to append the body in chunks of 32 KiB (reads are
+//!   `Pool_Name` pool (default `IO`) to append the body in chunks of 16 KiB (reads are
 //!   sized so no more is held) and, at the end of
 //!   the message, to `fsync`, rename into `new/` and `fsync` the directory; the session resumes
 //!   with `E_ASYNC` and only then answers `250` (or `451 4.3.0`).
