@@ -8,7 +8,8 @@
 //! 1. messages per second with 50 concurrent sessions sending 1 KiB messages, in `discard` and
 //!    in `maildir` mode (fsync of every file, group-committed fsync of `new/`);
 //! 2. the server's peak RSS with 200 sessions each streaming one message near
-//!    `Max_Message_Size` at the same time (`discard` and `maildir`), and per session.
+//!    `Max_Message_Size` at the same time (`discard` and `maildir`), and per session;
+//! 3. the server's RSS growth per idle session (1000 sessions after EHLO).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -54,7 +55,22 @@ fn main() {
         );
         stop(&mut child);
     }
+    idle(&base.join("idle"), 1000);
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// Server RSS growth with `n` sessions connected after EHLO, doing nothing.
+fn idle(dir: &std::path::Path, n: usize) {
+    let (mut child, addr) = spawn_server("discard", dir);
+    let before = vm(&child, "VmRSS:");
+    let conns: Vec<Conn> = (0..n).map(|_| Conn::open(addr)).collect();
+    let after = vm(&child, "VmRSS:");
+    println!(
+        "idle     {n} sessions after EHLO: server RSS {before} KiB before, {after} KiB after, {:.0} B per session",
+        after.saturating_sub(before) as f64 * 1024.0 / n as f64
+    );
+    drop(conns);
+    stop(&mut child);
 }
 
 /// The server side: one scheduler thread running `ESMTP_Listener` on 127.0.0.1:0.

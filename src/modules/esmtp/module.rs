@@ -436,3 +436,16 @@ fn disk_work(fe: &mut FloatedEvent) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_state_is_small() {
+        // The per-session heap cost besides the layer's: this struct (boxed) and the engine's
+        // transaction while one is open. Idle sessions hold no buffers.
+        let n = std::mem::size_of::<SmtpSess>();
+        assert!(n <= 256, "SmtpSess is {n} bytes");
+    }
+}
