@@ -568,6 +568,15 @@ fn maildir_stores_dot_unstuffed_body_with_received_header() {
     let data = std::fs::read_to_string(&new[0]).unwrap();
     assert!(data.starts_with("Received: from helo.test ([127.0.0.1])\r\n\tby rx.test"));
     assert!(data.contains("for <b@y>; "), "{data}");
+    assert!(
+        data.contains(" (netlistener) with ESMTP id "),
+        "session id: {data}"
+    );
+    let date = data.split("; ").nth(1).and_then(|d| d.split("\r\n").next());
+    assert!(
+        date.is_some_and(|d| d.ends_with(" +0000") && d.len() >= 30),
+        "{data}"
+    );
     assert_eq!(
         body_after_received(&new[0]),
         b"Subject: t\r\n\r\n.leading dot\r\n not the end\r\n"
@@ -660,6 +669,32 @@ fn failing_maildir_answers_451_and_leaves_no_file() {
     assert!(!dir.exists());
     assert!(esmtp::delivery::delivery_stats().failed >= 2);
     let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn maildir_failure_after_spilling_removes_the_tmp_file() {
+    let dir = tempdir("esmtp-late");
+    let srv = Smtp::start(&maildir_conf(&dir, ""));
+    let mut c = C::connect(srv.addr());
+    c.reply();
+    c.cmd("EHLO x");
+    c.cmd("MAIL FROM:<a@x>");
+    c.cmd("RCPT TO:<b@y>");
+    c.cmd("DATA");
+    let line = format!("{}\r\n", "w".repeat(70));
+    c.send(line.repeat(2000).as_bytes()); // 144 kB: several spills, the file is in tmp/
+    wait_until("a file in tmp/", || files(&dir, "tmp").len() == 1);
+    // new/ becomes a regular file: the rename at the end of data fails.
+    std::fs::remove_dir_all(dir.join("new")).unwrap();
+    std::fs::write(dir.join("new"), b"in the way").unwrap();
+    let r = c.cmd(".");
+    assert!(r.starts_with("451 4.3.0 "), "{r}");
+    assert!(
+        files(&dir, "tmp").is_empty(),
+        "no partial file left in tmp/"
+    );
+    assert_eq!(code(&c.cmd("RSET")), "250 2.0.0");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
