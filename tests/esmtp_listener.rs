@@ -447,6 +447,35 @@ SMTP_Extensions = SMTPUTF8
 }
 
 #[test]
+fn extensions_fall_back_to_the_pathway() {
+    let conf = r#"
+[Pathway "slow"]
+SMTP_Extensions = ENHANCEDSTATUSCODES
+Max_Message_Size = 5k
+[ESMTP_Listener]
+[ESMTP_Listener Listen "127.0.0.1:0"]
+Pathway = slow
+"#;
+    let srv = Smtp::start(conf);
+    let mut c = C::connect(srv.addr());
+    c.reply();
+    let ehlo = c.cmd("EHLO x");
+    assert!(
+        ehlo.ends_with("\n250-ENHANCEDSTATUSCODES\n250 HELP"),
+        "{ehlo}"
+    );
+    c.cmd("MAIL FROM:<a@x>");
+    c.cmd("RCPT TO:<b@y>");
+    c.cmd("DATA");
+    let big = format!("{}.", "k\r\n".repeat(3000));
+    assert_eq!(
+        code(&c.cmd(&big)),
+        "552 5.3.4",
+        "Max_Message_Size from the pathway"
+    );
+}
+
+#[test]
 fn reload_answers_the_next_mail_with_421_and_closes() {
     let srv = Smtp::start(&listen("Reconfig_Message = please come back"));
     let mut c = C::connect(srv.addr());
@@ -454,6 +483,9 @@ fn reload_answers_the_next_mail_with_421_and_closes() {
     c.cmd("EHLO x");
     c.cmd("MAIL FROM:<a@x>");
     c.cmd("RCPT TO:<b@y>");
+    let mut other = C::connect(srv.addr());
+    other.reply();
+    assert!(other.cmd("EHLO y").starts_with("250-"));
     srv.on_sched(|| {
         netlistener_config()
             .unwrap()
