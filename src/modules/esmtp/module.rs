@@ -239,32 +239,17 @@ fn pump(
         s.stale_noted = true;
         s.session.stale_config();
     }
-    let mut stop = feed_all(ac, s, input, &mut len, reply);
-    let mut reads = 0;
-    while stop.is_none() {
-        if reads == READS_PER_EVENT || reply.len() >= REPLY_HIGH_WATER || len >= input.len() {
-            stop = Some(Stop::Wait);
-            break;
-        }
-        reads += 1;
-        let end = len.saturating_add(s.body.room()).min(input.len());
-        stop = match e.read(&mut input[len..end]) {
-            Io::Done(n) => {
-                len += n;
-                touch(e, ac, now);
-                feed_all(ac, s, input, &mut len, reply)
-            }
-            Io::Wait(_) => Some(Stop::Wait),
-            Io::Closed | Io::Err(_) => Some(Stop::Eof),
-        };
-    }
+    let stop = match feed_all(ac, s, input, &mut len, reply) {
+        Some(stop) => stop,
+        None => read_and_feed(e, ac, s, now, input, &mut len, reply),
+    };
     if len > 0 {
         s.tail = input[..len].to_vec();
     }
     if !reply.is_empty() && s.out.send(e, reply).is_err() {
         return 0;
     }
-    match stop.unwrap_or(Stop::Wait) {
+    match stop {
         Stop::Eof => 0,
         Stop::Close => {
             s.closing = true;
@@ -278,6 +263,48 @@ fn pump(
         Stop::Wait if s.out.pending() > 0 => E_WRITE,
         Stop::Wait => E_READ,
     }
+}
+
+/// The read loop of [`pump`]: appends reads to `input[..len]` and feeds them, until the
+/// socket would block, the engine stops, or the fairness and reply caps are reached.
+fn read_and_feed(
+    e: &mut Event,
+    ac: &AcceptConstruct,
+    s: &mut SmtpSess,
+    now: Instant,
+    input: &mut [u8],
+    len: &mut usize,
+    reply: &mut Vec<u8>,
+) -> Stop {
+    for _ in 0..READS_PER_EVENT {
+        if *len >= input.len() {
+            // The engine leaves under 512 octets unconsumed, so this cannot happen; were it
+            // to, closing beats waiting for readiness that would fire again at once (a spin).
+            log::warn!(
+                "ESMTP_Listener: session {}: input not consumed; closed",
+                ac.conn_id
+            );
+            return Stop::Eof;
+        }
+        if reply.len() >= REPLY_HIGH_WATER {
+            break;
+        }
+        // In a Maildir body, read no more than the spill buffer has room for.
+        let end = len.saturating_add(s.body.room()).min(input.len());
+        let stop = match e.read(&mut input[*len..end]) {
+            Io::Done(n) => {
+                *len += n;
+                touch(e, ac, now);
+                feed_all(ac, s, input, len, reply)
+            }
+            Io::Wait(_) => Some(Stop::Wait),
+            Io::Closed | Io::Err(_) => Some(Stop::Eof),
+        };
+        if let Some(stop) = stop {
+            return stop;
+        }
+    }
+    Stop::Wait
 }
 
 /// Feeds `input[..len]` to the engine until it needs more input, must deliver to disk, or
