@@ -652,6 +652,31 @@ fn maildir_large_message_is_streamed_and_pipelined_commands_survive() {
 }
 
 #[test]
+fn maildir_writes_run_on_the_sessions_pool_name() {
+    let dir = tempdir("esmtp-pool");
+    let conf = format!(
+        "[ThreadPool \"disk\"]\nConcurrency = 2\n{}",
+        maildir_conf(&dir, "Pool_Name = disk")
+    );
+    let srv = Smtp::start(&conf);
+    let mut c = C::connect(srv.addr());
+    c.reply();
+    c.cmd("EHLO x");
+    c.cmd("MAIL FROM:<a@x>");
+    c.cmd("RCPT TO:<b@y>");
+    c.cmd("DATA");
+    assert!(c.cmd("x\r\n.").starts_with("250 2.0.0 Ok: queued as"));
+    let done = srv.on_sched(|| {
+        netlistener::scheduler::pool_stats()
+            .into_iter()
+            .find(|p| p.name.eq_ignore_ascii_case("disk"))
+            .map(|p| p.completed)
+    });
+    assert_eq!(done, Some(1), "the delivery job ran on pool \"disk\"");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn maildir_bdat_chunks_larger_than_a_spill() {
     let dir = tempdir("esmtp-bdat");
     let srv = Smtp::start(&maildir_conf(

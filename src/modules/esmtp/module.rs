@@ -37,7 +37,8 @@ use std::time::{Instant, SystemTime};
 
 use crate::event::{Closure, Event, Io, OutBuf, E_ASYNC, E_READ, E_TIMEOUT, E_WRITE};
 use crate::netlistener::{
-    netlistener_register3, netlistener_set_reject_lines, touch, AcceptConstruct, NetError,
+    common_slots, netlistener_register3, netlistener_set_reject_lines, touch, AcceptConstruct,
+    NetError,
 };
 use crate::scheduler::{float_event, get_pool, threadpool_submit, FloatedEvent};
 use crate::threadpool::{Completion, Job};
@@ -90,6 +91,8 @@ pub fn conf_setup() -> Result<(), NetError> {
 struct Disk {
     dir: std::sync::Arc<std::path::Path>,
     host: std::sync::Arc<str>,
+    /// `Pool_Name`, resolved at session start.
+    pool: std::sync::Arc<str>,
     write: MaildirWrite,
     /// The current message's file name and `Received:` header, set at its first float.
     name: Option<String>,
@@ -141,6 +144,7 @@ fn esmtp_listener(e: &mut Event, et: i32, closure: &mut Closure, now: Instant) -
         Delivery::Maildir(dir) => Some(Box::new(Disk {
             dir,
             host: conf.received_host,
+            pool: pool_name(ac),
             write: MaildirWrite::default(),
             name: None,
             header: None,
@@ -168,6 +172,14 @@ fn esmtp_listener(e: &mut Event, et: i32, closure: &mut Closure, now: Instant) -
     ac.accept_construct_closure = Some(Box::new(s));
     e.callback = esmtp_worker;
     esmtp_worker(e, et, closure, now)
+}
+
+/// The session's `Pool_Name` (Listen + Peer + Pathway fallback), `IO` if unavailable.
+fn pool_name(ac: &AcceptConstruct) -> std::sync::Arc<str> {
+    match common_slots() {
+        Ok(c) => ac.fetch(c.pool_name).as_str().into(),
+        Err(_) => "IO".into(),
+    }
 }
 
 fn esmtp_worker(e: &mut Event, et: i32, closure: &mut Closure, now: Instant) -> i32 {
@@ -424,9 +436,12 @@ fn finish_close(e: &mut Event, s: &mut SmtpSess) -> i32 {
 fn float_handoff(mut fe: FloatedEvent) {
     let pool = {
         let ac = fe.closure_mut::<AcceptConstruct>();
-        match get_pool(&ac.pool_name) {
-            Some(_) => ac.pool_name.clone(),
-            None => "IO".to_string(),
+        let name = ac
+            .closure_mut::<SmtpSess>()
+            .and_then(|s| s.disk.as_ref().map(|d| d.pool.clone()));
+        match name.filter(|n| get_pool(n).is_some()) {
+            Some(n) => n,
+            None => "IO".into(),
         }
     };
     let job = Job::new(move || {
