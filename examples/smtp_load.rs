@@ -1,6 +1,7 @@
 //! A small, std-only load generator for `ESMTP_Listener`, loopback only, bounded in count and
 //! time. Usage: `cargo run --release --example smtp_load [SECONDS_PER_RUN]` (default 5);
-//! `SMTP_LOAD_IO_THREADS` sets the server's `IO` pool size (default 4, as shipped).
+//! `SMTP_LOAD_IO_THREADS` sets the server's `IO` pool size (default 4, as shipped);
+//! `SMTP_LOAD_TARGET=ip:port` instead loads another server (e.g. `smtp-sink`) the same way.
 //!
 //! The server runs in a child process (this program re-executed as `smtp_load serve …`) so its
 //! peak RSS (`VmHWM`) is measured apart from the clients. It prints:
@@ -26,6 +27,14 @@ fn main() {
         return serve(&args[2], &args[3]);
     }
     let secs: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
+    if let Ok(target) = std::env::var("SMTP_LOAD_TARGET") {
+        // Another server (e.g. Postfix smtp-sink) under the same load, for a ratio.
+        let addr = target.parse().expect("SMTP_LOAD_TARGET is ip:port");
+        let (n, el) = throughput(addr, 50, 1024, Duration::from_secs(secs));
+        let rate = n as f64 / el.as_secs_f64();
+        println!("{target} 50 sessions, 1 KiB: {n} messages in {el:.2?} = {rate:.0} msg/s");
+        return;
+    }
     let base = std::env::temp_dir().join(format!("smtp_load-{}", std::process::id()));
     for mode in ["discard", "maildir"] {
         let dir = base.join(mode);
