@@ -1,0 +1,493 @@
+//! The `ESMTP_Listener` module: the sans-I/O engine wired to the netlistener API.
+//!
+//! C: the `esmtp` module's `conf_setup`, `esmtp_listener`, the session worker and its spool
+//! thread hand-off (`float_event` + `ec_async_job`).
+//!
+//! # Summary
+//! [`conf_setup`] registers the `ESMTP` listener type, its options (see the `options`
+//! module) and its reject lines. Each session runs on the scheduler thread:
+//!
+//! - one **read buffer shared** by every session of the thread (64 KiB); a session keeps only
+//!   the unconsumed tail of a line (at most 511 octets, allocated only when non-empty), an
+//!   [`OutBuf`] for replies the kernel did not take, and the engine's [`Session`];
+//! - each event reads until `EWOULDBLOCK` (at most 4 reads, for fairness), feeds the engine
+//!   and writes every reply of the batch with **one** write (PIPELINING);
+//! - while replies are unsent, the session waits for `E_WRITE` and reads nothing (a client
+//!   that does not read cannot make the server buffer without bound);
+//! - `Delivery = discard` answers at once; `Delivery = maildir` **floats** the session to its
+//!   `Pool_Name` pool (default `IO`) to append the body in chunks of 16 KiB (reads are
+//!   sized so no more is held) and, at the end of
+//!   the message, to `fsync`, rename into `new/` and `fsync` the directory; the session resumes
+//!   with `E_ASYNC` and only then answers `250` (or `451 4.3.0`).
+//!
+//! # Contract
+//! - [`conf_setup`] runs on the scheduler thread, once per thread, before the configuration is
+//!   loaded (the option slots are kept per thread, so several schedulers may run in a process).
+//! - A floated session is touched by its pool job only; the scheduler never sees it meanwhile.
+//! - A session whose generation went stale answers its next MAIL or RSET with `421 4.3.2
+//!   <Reconfig_Message>` and closes.
+//!
+//! # Diagnostics
+//! Nothing panics on input. A failed write or read ends the session silently (the peer is
+//! gone); Maildir failures are logged by the `delivery` module and answered `451 4.3.0`; a
+//! pool that refuses the job is logged and the session closed.
+
+use std::cell::{Cell, RefCell};
+use std::time::{Instant, SystemTime};
+
+use crate::event::{Closure, Event, Io, OutBuf, E_ASYNC, E_READ, E_TIMEOUT, E_WRITE};
+use crate::netlistener::{
+    common_slots, netlistener_register3, netlistener_set_reject_lines, touch, AcceptConstruct,
+    NetError,
+};
+use crate::scheduler::{float_event, get_pool, threadpool_submit, FloatedEvent};
+use crate::threadpool::{Completion, Job};
+
+use super::delivery::{unique_name, BodyBuf, Delivery, MaildirWrite};
+use super::options::{SessionConf, Slots};
+use super::protocol::{Next, Session};
+use super::received::{received_header, with_keyword, ReceivedInfo};
+
+/// Size of the read buffer shared by the sessions of one scheduler thread.
+const INPUT: usize = 64 * 1024;
+/// Reads per event before yielding to other sessions.
+const READS_PER_EVENT: usize = 4;
+/// Replies accumulated before they are written (and reading pauses if the peer lags).
+const REPLY_HIGH_WATER: usize = 16 * 1024;
+
+thread_local! {
+    static SLOTS: Cell<Option<Slots>> = const { Cell::new(None) };
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
+        input: vec![0; INPUT],
+        reply: Vec::with_capacity(4096),
+    });
+}
+
+struct Scratch {
+    input: Vec<u8>,
+    reply: Vec<u8>,
+}
+
+/// Registers `ESMTP_Listener`, its options and its reject lines.
+///
+/// C: the module's `conf_setup`.
+///
+/// Errors: off the scheduler thread, after the configuration was loaded, or when called twice
+/// on one thread (the type is already registered).
+pub fn conf_setup() -> Result<(), NetError> {
+    let def = netlistener_register3("ESMTP", esmtp_listener, None, "esmtp")?;
+    netlistener_set_reject_lines(
+        &def,
+        "554 5.7.1 Access denied",
+        "421 4.4.5 Too many connections, try again later",
+    );
+    let slots = Slots::register(&def)?;
+    SLOTS.with(|s| s.set(Some(slots)));
+    Ok(())
+}
+
+/// The Maildir side of a session (only with `Delivery = maildir`).
+#[derive(Debug)]
+struct Disk {
+    dir: std::sync::Arc<std::path::Path>,
+    host: std::sync::Arc<str>,
+    /// `Pool_Name`, resolved at session start.
+    pool: std::sync::Arc<str>,
+    write: MaildirWrite,
+    /// The current message's file name and `Received:` header, set at its first float.
+    name: Option<String>,
+    header: Option<String>,
+}
+
+/// What the pool job of a floated session does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Work {
+    Spill,
+    Finish,
+}
+
+/// Per-session state. C: the `esmtp` closure in `accept_construct_closure`.
+#[derive(Debug)]
+struct SmtpSess {
+    session: Session,
+    /// Unconsumed input (a partial line; after a Maildir delivery, pipelined commands).
+    tail: Vec<u8>,
+    out: OutBuf,
+    body: BodyBuf,
+    disk: Option<Box<Disk>>,
+    work: Option<Work>,
+    /// The outcome of a finished Maildir delivery, answered at resume.
+    done: Option<Result<String, String>>,
+    closing: bool,
+    stale_noted: bool,
+}
+
+/// Why the read loop stopped.
+enum Stop {
+    Wait,
+    Eof,
+    Close,
+    Float(Work),
+}
+
+fn esmtp_listener(e: &mut Event, et: i32, closure: &mut Closure, now: Instant) -> i32 {
+    let Some(ac) = closure.downcast_mut::<AcceptConstruct>() else {
+        return 0;
+    };
+    let Some(slots) = SLOTS.with(|s| s.get()) else {
+        log::error!("ESMTP_Listener: session on a thread where conf_setup did not run");
+        return 0;
+    };
+    let conf = SessionConf::fetch(ac, &slots);
+    let disk = match conf.delivery {
+        Delivery::Discard => None,
+        Delivery::Maildir(dir) => Some(Box::new(Disk {
+            dir,
+            host: conf.received_host,
+            pool: pool_name(ac),
+            write: MaildirWrite::default(),
+            name: None,
+            header: None,
+        })),
+    };
+    let mut s = SmtpSess {
+        session: Session::new(conf.params, ac.conn_id),
+        tail: Vec::new(),
+        out: OutBuf::new(),
+        body: BodyBuf {
+            keep: disk.is_some(),
+            ..BodyBuf::default()
+        },
+        disk,
+        work: None,
+        done: None,
+        closing: false,
+        stale_noted: false,
+    };
+    let mut banner = Vec::with_capacity(80);
+    s.session.greeting(&mut banner);
+    if s.out.send(e, &banner).is_err() {
+        return 0;
+    }
+    ac.accept_construct_closure = Some(Box::new(s));
+    e.callback = esmtp_worker;
+    esmtp_worker(e, et, closure, now)
+}
+
+/// The session's `Pool_Name` (Listen + Peer + Pathway fallback), `IO` if unavailable.
+fn pool_name(ac: &AcceptConstruct) -> std::sync::Arc<str> {
+    match common_slots() {
+        Ok(c) => ac.fetch(c.pool_name).as_str().into(),
+        Err(_) => "IO".into(),
+    }
+}
+
+fn esmtp_worker(e: &mut Event, et: i32, closure: &mut Closure, now: Instant) -> i32 {
+    let Some(ac) = closure.downcast_mut::<AcceptConstruct>() else {
+        return 0;
+    };
+    // Lend the session state out of `ac` so both can be borrowed (moving a Box: no copy).
+    let Some(mut state) = ac.accept_construct_closure.take() else {
+        return 0;
+    };
+    let mask = match state.downcast_mut::<SmtpSess>() {
+        Some(s) => step(e, et, ac, s, now),
+        None => 0,
+    };
+    ac.accept_construct_closure = Some(state);
+    mask
+}
+
+fn step(e: &mut Event, et: i32, ac: &AcceptConstruct, s: &mut SmtpSess, now: Instant) -> i32 {
+    if et & E_TIMEOUT != 0 {
+        if !s.closing {
+            let mut v = Vec::new();
+            s.session.timeout(&mut v, &mut s.body);
+            let _ = s.out.send(e, &v);
+        }
+        ac.note_timeout();
+        return 0;
+    }
+    if et & E_ASYNC != 0 {
+        touch(e, ac, now);
+    }
+    if s.closing {
+        return finish_close(e, s);
+    }
+    match s.out.flush(e) {
+        Err(_) => return 0,
+        Ok(false) if s.done.is_none() => return E_WRITE,
+        _ => {}
+    }
+    SCRATCH.with(|sc| match sc.try_borrow_mut() {
+        Ok(mut sc) => {
+            let Scratch { input, reply } = &mut *sc;
+            pump(e, ac, s, now, input, reply)
+        }
+        Err(_) => E_READ, // unreachable: callbacks do not nest
+    })
+}
+
+/// Feeds what is buffered, then reads and feeds until the socket is drained, the engine
+/// stops, or the per-event cap is reached; writes the batch's replies once.
+fn pump(
+    e: &mut Event,
+    ac: &AcceptConstruct,
+    s: &mut SmtpSess,
+    now: Instant,
+    input: &mut [u8],
+    reply: &mut Vec<u8>,
+) -> i32 {
+    reply.clear();
+    if let Some(result) = s.done.take() {
+        super::delivery::count(Some(result.is_ok()), s.body.total);
+        s.session.delivery_done(result, reply);
+        end_of_message(s);
+    }
+    let mut len = s.tail.len();
+    input[..len].copy_from_slice(&s.tail);
+    s.tail = Vec::new();
+    if !s.stale_noted && ac.config_is_stale() {
+        s.stale_noted = true;
+        s.session.stale_config();
+    }
+    let stop = match feed_all(ac, s, input, &mut len, reply) {
+        Some(stop) => stop,
+        None => read_and_feed(e, ac, s, now, input, &mut len, reply),
+    };
+    if len > 0 {
+        s.tail = input[..len].to_vec();
+    }
+    if !reply.is_empty() && s.out.send(e, reply).is_err() {
+        return 0;
+    }
+    match stop {
+        Stop::Eof => 0,
+        Stop::Close => {
+            s.closing = true;
+            finish_close(e, s)
+        }
+        Stop::Float(work) => {
+            s.work = Some(work);
+            float_event(e, float_handoff);
+            E_READ
+        }
+        Stop::Wait if s.out.pending() > 0 => E_WRITE,
+        Stop::Wait => E_READ,
+    }
+}
+
+/// The read loop of [`pump`]: appends reads to `input[..len]` and feeds them, until the
+/// socket would block, the engine stops, or the fairness and reply caps are reached.
+fn read_and_feed(
+    e: &mut Event,
+    ac: &AcceptConstruct,
+    s: &mut SmtpSess,
+    now: Instant,
+    input: &mut [u8],
+    len: &mut usize,
+    reply: &mut Vec<u8>,
+) -> Stop {
+    for _ in 0..READS_PER_EVENT {
+        if *len >= input.len() {
+            // The engine leaves under 512 octets unconsumed, so this cannot happen; were it
+            // to, closing beats waiting for readiness that would fire again at once (a spin).
+            log::warn!(
+                "ESMTP_Listener: session {}: input not consumed; closed",
+                ac.conn_id
+            );
+            return Stop::Eof;
+        }
+        if reply.len() >= REPLY_HIGH_WATER {
+            break;
+        }
+        // In a Maildir body, read no more than the spill buffer has room for.
+        let end = len.saturating_add(s.body.room()).min(input.len());
+        let stop = match e.read(&mut input[*len..end]) {
+            Io::Done(n) => {
+                *len += n;
+                touch(e, ac, now);
+                feed_all(ac, s, input, len, reply)
+            }
+            Io::Wait(_) => Some(Stop::Wait),
+            Io::Closed | Io::Err(_) => Some(Stop::Eof),
+        };
+        if let Some(stop) = stop {
+            return stop;
+        }
+    }
+    Stop::Wait
+}
+
+/// Feeds `input[..len]` to the engine until it needs more input, must deliver to disk, or
+/// closes; leaves the unconsumed rest at the front of `input`. `None`: read more.
+fn feed_all(
+    ac: &AcceptConstruct,
+    s: &mut SmtpSess,
+    input: &mut [u8],
+    len: &mut usize,
+    reply: &mut Vec<u8>,
+) -> Option<Stop> {
+    let mut start = 0;
+    let stop = loop {
+        let f = s.session.feed(&input[start..*len], reply, &mut s.body);
+        start += f.consumed;
+        if s.body.aborted {
+            s.body.aborted = false;
+            if let Some(d) = s.disk.as_deref_mut() {
+                // A refused body that already spilled: one unlink, then forget it.
+                d.write.reset();
+                d.name = None;
+                d.header = None;
+            }
+        }
+        match f.next {
+            Next::Read if s.body.wants_spill() => break Some(Stop::Float(Work::Spill)),
+            Next::Read => break None,
+            Next::Close => break Some(Stop::Close),
+            Next::Deliver => match s.disk.as_deref_mut() {
+                None => {
+                    super::delivery::count(None, s.body.total);
+                    s.session.delivery_done(Ok(discard_id(ac)), reply);
+                    end_of_message(s);
+                }
+                Some(d) => {
+                    prepare(d, ac, &s.session);
+                    break Some(Stop::Float(Work::Finish));
+                }
+            },
+        }
+    };
+    input.copy_within(start..*len, 0);
+    *len -= start;
+    if matches!(stop, Some(Stop::Float(Work::Spill))) {
+        if let Some(d) = s.disk.as_deref_mut() {
+            prepare(d, ac, &s.session);
+        }
+    }
+    stop
+}
+
+fn discard_id(ac: &AcceptConstruct) -> String {
+    thread_local!(static N: Cell<u64> = const { Cell::new(0) });
+    let n = N.with(|n| {
+        n.set(n.get() + 1);
+        n.get()
+    });
+    format!("{:X}.{n:X}", ac.conn_id)
+}
+
+/// Names the message's file and builds its `Received:` header (at its first float).
+fn prepare(d: &mut Disk, ac: &AcceptConstruct, session: &Session) {
+    if d.name.is_some() {
+        return;
+    }
+    let (helo, _, rcpts) = session.envelope();
+    let id = session.session_id().to_string();
+    let peer = ac
+        .remote_addr
+        .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |a| a.ip());
+    let info = ReceivedInfo {
+        helo,
+        peer_ip: peer,
+        by_host: &d.host,
+        protocol: with_keyword(session.is_esmtp(), false, false, session.is_smtputf8()),
+        id: &id,
+        for_rcpt: (rcpts.len() == 1).then(|| rcpts[0].as_str()),
+        time: SystemTime::now(),
+    };
+    d.header = Some(received_header(&info));
+    d.name = Some(unique_name(&d.host));
+}
+
+/// Forgets the delivered (or failed) message and releases its buffer.
+fn end_of_message(s: &mut SmtpSess) {
+    s.body.held = Vec::new();
+    s.body.open = false;
+    s.body.keep = s.disk.is_some();
+    if let Some(d) = s.disk.as_deref_mut() {
+        d.write.reset();
+        d.name = None;
+        d.header = None;
+    }
+}
+
+/// Flushes the last replies, then ends the session (shutting the write side first, and
+/// draining what the client already sent, so a pipelining client reads the reply instead of
+/// a reset).
+fn finish_close(e: &mut Event, s: &mut SmtpSess) -> i32 {
+    match s.out.flush(e) {
+        Ok(true) => {
+            let mut sink = [0u8; 1024];
+            for _ in 0..4 {
+                if !matches!(e.read(&mut sink), Io::Done(_)) {
+                    break;
+                }
+            }
+            crate::sys::shutdown_write(e.fd());
+            0
+        }
+        Ok(false) => E_WRITE,
+        Err(_) => 0,
+    }
+}
+
+/// Runs on the scheduler thread once the session left the poller: hands it to its pool.
+fn float_handoff(mut fe: FloatedEvent) {
+    let pool = {
+        let ac = fe.closure_mut::<AcceptConstruct>();
+        let name = ac
+            .closure_mut::<SmtpSess>()
+            .and_then(|s| s.disk.as_ref().map(|d| d.pool.clone()));
+        match name.filter(|n| get_pool(n).is_some()) {
+            Some(n) => n,
+            None => "IO".into(),
+        }
+    };
+    let job = Job::new(move || {
+        disk_work(&mut fe);
+        Completion::Resume(fe, E_READ)
+    });
+    if threadpool_submit(&pool, job).is_err() {
+        // The job (and the session in it) is dropped: its fd closes, its tmp file goes.
+        log::warn!("ESMTP_Listener: pool {pool} refused a delivery job; session closed");
+    }
+}
+
+/// The blocking part, on a pool thread, with the session floated (no other thread sees it).
+fn disk_work(fe: &mut FloatedEvent) {
+    let ac = fe.closure_mut::<AcceptConstruct>();
+    let Some(s) = ac.closure_mut::<SmtpSess>() else {
+        return;
+    };
+    let (Some(work), Some(d)) = (s.work.take(), s.disk.as_deref_mut()) else {
+        return;
+    };
+    let name = d.name.as_deref().unwrap_or("unnamed");
+    let header = d.header.as_deref().unwrap_or("");
+    match work {
+        Work::Spill => {
+            d.write.spill(&d.dir, name, header, &s.body.held);
+            s.body.held.clear();
+            // After a failure keep counting, stop holding: the message ends in 451 anyway.
+            s.body.keep = !d.write.failed;
+        }
+        Work::Finish => {
+            s.done = Some(d.write.finish(&d.dir, name, header, &s.body.held));
+            s.body.held = Vec::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_state_is_small() {
+        // The per-session heap cost besides the layer's: this struct (boxed) and the engine's
+        // transaction while one is open. Idle sessions hold no buffers.
+        let n = std::mem::size_of::<SmtpSess>();
+        assert!(n <= 256, "SmtpSess is {n} bytes");
+    }
+}
