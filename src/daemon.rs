@@ -56,6 +56,10 @@ pub const BUILTIN_MODULES: &[ModuleDef] = &[
         name: "echo",
         conf_setup: crate::modules::echo::conf_setup,
     },
+    ModuleDef {
+        name: "esmtp",
+        conf_setup: crate::modules::esmtp::conf_setup,
+    },
 ];
 
 struct Slots {
