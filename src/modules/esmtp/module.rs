@@ -303,11 +303,14 @@ fn read_and_feed(
         }
         // In a Maildir body, read no more than the spill buffer has room for.
         let end = len.saturating_add(s.body.room()).min(input.len());
+        let want = end - *len;
         let stop = match e.read(&mut input[*len..end]) {
             Io::Done(n) => {
                 *len += n;
                 touch(e, ac, now);
-                feed_all(ac, s, input, len, reply)
+                // A short read means the socket is drained: back to the poller instead of
+                // a read that would only return EAGAIN.
+                feed_all(ac, s, input, len, reply).or((n < want).then_some(Stop::Wait))
             }
             Io::Wait(_) => Some(Stop::Wait),
             Io::Closed | Io::Err(_) => Some(Stop::Eof),
