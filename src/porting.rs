@@ -79,3 +79,10 @@
 //! | the `ecelerity` main program | [`daemon::daemon_main`](crate::daemon::daemon_main) | `-c`, `--check`, `--log-level`, `--version` |
 //! | `SIGHUP` reload | [`daemon::reload`](crate::daemon::reload) | also the console's `config reload` |
 //! | orderly shutdown | [`daemon::request_shutdown`](crate::daemon::request_shutdown) | stop listening, drain up to `Shutdown_Timeout` |
+//!
+//! # ESMTP module
+//! | C | Rust | difference |
+//! |---|------|------------|
+//! | the `esmtp` module's `conf_setup` | [`modules::esmtp::conf_setup`](crate::modules::esmtp::conf_setup) | registers `ESMTP_Listener`, its options and its reject lines; `Err` off the scheduler thread, twice on one thread, or after loading |
+//! | ESMTP `ec_config_option_def`s and `get_option()` | [`modules::esmtp::options`](crate::modules::esmtp::options) ([`Slots`](crate::modules::esmtp::options::Slots), [`SessionConf`](crate::modules::esmtp::options::SessionConf)) | every option valid in Listener, Listen, Peer, Pathway and Pathway_Group (not global), reloadable; resolved once per session, equal values shared through an `Arc` |
+//! | Maildir delivery via `ec_async_job` | [`modules::esmtp::delivery`](crate::modules::esmtp::delivery) ([`MaildirWrite`](crate::modules::esmtp::delivery::MaildirWrite), [`BodyBuf`](crate::modules::esmtp::delivery::BodyBuf)) through [`scheduler::float_event`](crate::scheduler::float_event) + [`scheduler::threadpool_submit`](crate::scheduler::threadpool_submit) | the session floats to its `Pool_Name` pool every 16 KiB of body and at the end of data; `fsync`, rename into `new/` and a group-committed `fsync` of `new/` before the `250`; any failure `451 4.3.0` with nothing left in `tmp/` or `new/` |
