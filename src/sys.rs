@@ -498,32 +498,26 @@ pub fn unix_listen(path: &Path, mode: u32, backlog: i32) -> Result<OwnedFd, Sock
     Ok(fd)
 }
 
+type SockNameFn =
+    unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
+
+fn sock_name(fd: RawFd, call: SockNameFn) -> io::Result<Option<SocketAddr>> {
+    let mut ra = RawAddr::zeroed();
+    let sa = (&mut ra.storage as *mut libc::sockaddr_storage).cast();
+    // SAFETY: `call` is getsockname or getpeername; `ra.storage`/`ra.len` are valid for writes
+    // and the kernel writes at most `len` bytes.
+    cvt(unsafe { call(fd, sa, &mut ra.len) })?;
+    Ok(ra.to_inet())
+}
+
 /// The address a socket is bound to; `None` for Unix sockets.
 pub fn local_addr(fd: RawFd) -> io::Result<Option<SocketAddr>> {
-    let mut ra = RawAddr::zeroed();
-    // SAFETY: `ra.storage`/`ra.len` are valid for writes; the kernel writes at most `len` bytes.
-    cvt(unsafe {
-        libc::getsockname(
-            fd,
-            (&mut ra.storage as *mut libc::sockaddr_storage).cast(),
-            &mut ra.len,
-        )
-    })?;
-    Ok(ra.to_inet())
+    sock_name(fd, libc::getsockname)
 }
 
 /// The peer of an accepted socket; `None` for Unix sockets.
 pub fn peer_addr(fd: RawFd) -> io::Result<Option<SocketAddr>> {
-    let mut ra = RawAddr::zeroed();
-    // SAFETY: as in `local_addr`.
-    cvt(unsafe {
-        libc::getpeername(
-            fd,
-            (&mut ra.storage as *mut libc::sockaddr_storage).cast(),
-            &mut ra.len,
-        )
-    })?;
-    Ok(ra.to_inet())
+    sock_name(fd, libc::getpeername)
 }
 
 /// `accept(2)`: a non-blocking, close-on-exec connection and its peer (`None` for Unix).
