@@ -1,21 +1,53 @@
 //! Golden tests: each directory under tests/data/config/ holds `*.conf` input and an
 //! `expected` transcript. Lines starting with `> ` are commands (`load`, then `config`
-//! console commands); the lines after each are its exact output. Run with `BLESS=1` to
-//! rewrite the transcripts from the actual output (then review the diff).
+//! console commands); the lines after each are its exact output, then `info: …` for each
+//! message the configuration code logged at level info while running it (overrides, reloads).
+//! Run with `BLESS=1` to rewrite the transcripts from the actual output (then review the diff).
+//!
+//! `unreadable/20-gone.conf` is a dangling symlink: unlike a mode-000 file, it cannot be read
+//! even by root, so the case holds wherever the tests run.
 
 #[path = "util/config_schema.rs"]
 mod config_schema;
 
+use std::cell::RefCell;
 use std::fs;
 use std::path::Path;
 
 use netlistener::config::console::config_command;
 use netlistener::config::ConfigStore;
 
+thread_local! {
+    static LOGGED: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Keeps the info-level messages of the configuration code, per thread.
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() == log::Level::Info && m.target().starts_with("netlistener::config")
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            LOGGED.with(|l| l.borrow_mut().push(format!("info: {}\n", r.args())));
+        }
+    }
+    fn flush(&self) {}
+}
+
+static CAPTURE: Capture = Capture;
+
+fn drain_log(out: &mut String) {
+    LOGGED.with(|l| l.borrow_mut().drain(..).for_each(|m| out.push_str(&m)));
+}
+
 fn transcript(case: &Path, commands: &[String]) -> String {
     let (schema, _) = config_schema::schema();
     let mut out = String::from("> load\n");
-    let store = match ConfigStore::load(schema, case) {
+    let loaded = ConfigStore::load(schema, case);
+    drain_log(&mut out);
+    let store = match loaded {
         Ok(store) => {
             out.push_str(&format!("ok: generation {}\n", store.current().number()));
             for w in store.warnings() {
@@ -34,6 +66,7 @@ fn transcript(case: &Path, commands: &[String]) -> String {
             Ok(text) => out.push_str(&format!("{}\n", text.trim_end())),
             Err(text) => out.push_str(&format!("error: {}\n", text.trim_end())),
         }
+        drain_log(&mut out);
     }
     out
 }
@@ -51,6 +84,8 @@ fn first_difference(expected: &str, actual: &str) -> String {
 
 #[test]
 fn golden_cases() {
+    let _ = log::set_logger(&CAPTURE);
+    log::set_max_level(log::LevelFilter::Info);
     let root = Path::new("tests/data/config");
     let mut cases: Vec<_> = fs::read_dir(root)
         .expect("tests/data/config")

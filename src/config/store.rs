@@ -244,14 +244,16 @@ impl ConfigStore {
 /// Reads and checks the source. Returns the draft and the errors found so far; reference
 /// errors come later, from [`build`].
 fn read_source(schema: &Schema, source: &Source) -> Result<(Draft, LoadErrors), ConfigErrors> {
-    let files = match source {
-        Source::Path(p) => read_path(p).map_err(ConfigErrors)?,
-        Source::Text { name, text } => vec![SourceFile {
-            name: name.clone(),
-            text: text.clone(),
-        }],
+    let (files, mut errors) = match source {
+        Source::Path(p) => read_path(p),
+        Source::Text { name, text } => {
+            let file = SourceFile {
+                name: name.clone(),
+                text: text.clone(),
+            };
+            (vec![file], Vec::new())
+        }
     };
-    let mut errors = Vec::new();
     let draft = load_files(schema, &files, &mut errors);
     let files = files.into_iter().map(|f| f.name).collect();
     Ok((draft, LoadErrors { errors, files }))
