@@ -459,9 +459,13 @@ impl FromStr for Cidr {
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match p {
             None => max,
-            Some(p) => match p.parse::<u8>() {
-                Ok(p) if p <= max => p,
-                _ => return Err(format!("\"{s}\" has a bad prefix length (0..={max})")),
+            Some(p) => match decimal(p) {
+                Some(p) if p <= u32::from(max) => p as u8,
+                _ => {
+                    return Err(format!(
+                        "\"{s}\" has a bad prefix length (0..={max}, no sign or leading zero)"
+                    ))
+                }
             },
         };
         Cidr::new(addr, prefix)
@@ -512,9 +516,12 @@ impl fmt::Display for PeerAddr {
 ///
 /// Accepted forms: `127.0.0.1:25`; `*:25` and `:25` (all IPv4 addresses); `[::1]:25`;
 /// `[*]:25` (all IPv6 addresses); port 0 (the kernel picks); an absolute Unix socket path
-/// (`/run/x.sock`), or a relative one (any text without `:`, e.g. `control.sock`), kept
-/// relative for the daemon to resolve under its runtime directory. `Display` is the normalised
-/// form (IPv6 compressed, in brackets), which is what Listen scopes are keyed by.
+/// (`/run/x.sock`), or a relative one, kept relative for the daemon to resolve under its
+/// runtime directory. A relative path must be unmistakable: it ends in `.sock` or contains a
+/// `/` (`control.sock`, `run/ctl`), so that `127.0.0.1`, `2525`, `*` or `localhost` (a
+/// forgotten port) are errors rather than sockets in the runtime directory. A port is decimal
+/// digits without a sign or leading zeros. `Display` is the normalised form (IPv6 compressed,
+/// in brackets), which is what Listen scopes are keyed by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ListenAddr {
     /// A TCP address.
@@ -523,9 +530,37 @@ pub enum ListenAddr {
     Unix(PathBuf),
 }
 
+/// A decimal number as written by a person: digits only, no sign, no leading zero (`08` is
+/// more likely a typo, or octal, than 8).
+fn decimal(t: &str) -> Option<u32> {
+    let plain = !t.is_empty() && t.len() <= 9 && t.bytes().all(|b| b.is_ascii_digit());
+    if !plain || (t.len() > 1 && t.starts_with('0')) {
+        return None;
+    }
+    t.parse().ok()
+}
+
 fn parse_port(p: &str, s: &str) -> Result<u16, String> {
-    p.parse()
-        .map_err(|_| format!("\"{s}\" has a bad port \"{p}\" (0..=65535)"))
+    decimal(p)
+        .and_then(|n| u16::try_from(n).ok())
+        .ok_or_else(|| {
+            format!("\"{s}\" has a bad port \"{p}\" (0..=65535, no sign or leading zero)")
+        })
+}
+
+/// The accepted listen address forms, for messages.
+const LISTEN_FORMS: &str = "ip:port, *:port, :port, [v6]:port, [*]:port, /absolute/path, \
+                            or a relative path that ends in .sock or contains /";
+
+/// Why `s` (no colon, not absolute, not an unmistakable relative path) is not an address.
+fn not_an_address(s: &str) -> String {
+    if s.parse::<IpAddr>().is_ok() || s == "*" {
+        format!("\"{s}\" has no port (write {s}:port)")
+    } else if s.bytes().all(|b| b.is_ascii_digit()) {
+        format!("\"{s}\" is a port without an address (write *:{s}, :{s} or 127.0.0.1:{s})")
+    } else {
+        format!("\"{s}\" is not a listen address (accepted: {LISTEN_FORMS})")
+    }
 }
 
 impl FromStr for ListenAddr {
@@ -535,12 +570,21 @@ impl FromStr for ListenAddr {
         if s.is_empty() {
             return Err("an empty listen address".to_string());
         }
-        if s.starts_with('/') || !s.contains(':') {
+        if s.starts_with('/') {
             return Ok(ListenAddr::Unix(PathBuf::from(s)));
         }
-        let bad =
-            || format!("\"{s}\" is not a listen address (ip:port, [v6]:port, *:port or a path)");
+        if !s.contains(':') {
+            return if s.ends_with(".sock") || s.contains('/') {
+                Ok(ListenAddr::Unix(PathBuf::from(s)))
+            } else {
+                Err(not_an_address(s))
+            };
+        }
+        let bad = || format!("\"{s}\" is not a listen address (accepted: {LISTEN_FORMS})");
         if let Some(rest) = s.strip_prefix('[') {
+            if rest.ends_with(']') {
+                return Err(format!("\"{s}\" has no port (write {s}:port)"));
+            }
             let (host, port) = rest.split_once("]:").ok_or_else(bad)?;
             let ip = if host == "*" {
                 Ipv6Addr::UNSPECIFIED
@@ -667,6 +711,17 @@ mod tests {
             .unwrap()
             .contains("8.8.8.8".parse().unwrap()));
         assert!("[::1]/128".parse::<Cidr>().is_err());
+        for bad in [
+            "10.0.0.0/08",
+            "10.0.0.0/+8",
+            "10.0.0.0/ 8",
+            "10.0.0.0/",
+            "::/0128",
+        ] {
+            let e = bad.parse::<Cidr>().unwrap_err();
+            assert!(e.contains("bad prefix length"), "{bad}: {e}");
+        }
+        assert_eq!("0.0.0.0/0".parse::<Cidr>().unwrap().prefix(), 0);
     }
 
     #[test]
@@ -679,10 +734,28 @@ mod tests {
         assert_eq!(n("[*]:0"), Ok("[::]:0".into()));
         assert_eq!(n("/run/x.sock"), Ok("/run/x.sock".into()));
         assert_eq!(n("control.sock"), Ok("control.sock".into()));
+        assert_eq!(n("run/ctl"), Ok("run/ctl".into()));
         assert!(n("::1:25").unwrap_err().contains("brackets"));
         assert!(n("1.2.3.4:99999").is_err());
         assert!(n("host:25").is_err());
         assert!(n("[::1]25").is_err());
+        // A forgotten port is not a relative Unix socket.
+        let e = |s: &str| n(s).unwrap_err();
+        assert_eq!(
+            e("127.0.0.1"),
+            "\"127.0.0.1\" has no port (write 127.0.0.1:port)"
+        );
+        assert_eq!(e("*"), "\"*\" has no port (write *:port)");
+        assert_eq!(e("[::1]"), "\"[::1]\" has no port (write [::1]:port)");
+        assert_eq!(
+            e("2525"),
+            "\"2525\" is a port without an address (write *:2525, :2525 or 127.0.0.1:2525)"
+        );
+        assert!(e("localhost").contains("ends in .sock or contains /"));
+        for bad in ["127.0.0.1:+7", "127.0.0.1:025", "[::1]:-1", "*: 25", ":"] {
+            assert!(e(bad).contains("bad port"), "{bad}: {}", e(bad));
+        }
+        assert_eq!(n(":0"), Ok("0.0.0.0:0".into()));
     }
 
     #[test]
