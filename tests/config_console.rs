@@ -45,13 +45,38 @@ fn show_round_trips_after_set_and_unset() {
     store
         .set("Pathway \"two words\"", "Banner", "\"quoted\"")
         .unwrap();
+    // A trailing backslash would continue the line: `show` quotes it.
+    store
+        .set("ESMTP_Listener", "Banner", "ends with \\")
+        .unwrap();
+    store
+        .set("ESMTP_Listener", "SMTP_Extensions", "A\\, B")
+        .unwrap();
+    store.set("Pathway p", "Banner", "#not a comment").unwrap();
+    store.set("Pathway \"a]b\"", "Banner", "x").unwrap();
+    // What `show` could not write back is refused, instances included.
+    for (scope, value) in [
+        ("Pathway \"a #b\"", "5"),
+        ("Pathway_Group \"g ;x\" Pathway p", "5"),
+        ("ESMTP_Listener Listen \"/tmp/a #b.sock\"", "5"),
+        ("ESMTP_Listener", "a ;b"),
+    ] {
+        let err = store
+            .set(scope, "Idle_Time", value)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot hold line breaks"), "{scope}: {err}");
+    }
     // A running pool keeps its threads: the console refuses to change their number.
     let err = store
         .set("ThreadPool fast", "Concurrency", "16")
         .unwrap_err();
     assert!(err.to_string().contains("only after a restart"), "{err}");
     store.unset("Maildir", "Directory").unwrap();
-    assert_eq!(store.current().number(), 5);
+    assert_eq!(store.current().number(), 9);
+    let shown = store.show();
+    assert!(shown.contains("Banner = \"ends with \\\"\n"), "{shown}");
+    assert!(shown.contains("SMTP_Extensions = \"A\\\", B\n"), "{shown}");
     round_trips(&store);
 }
 
@@ -140,10 +165,36 @@ fn console_errors() {
         cmd("unset ThreadPool x Concurrency"),
         Err("<console>: [ThreadPool \"x\"] Concurrency: is not set in this scope".into())
     );
+    // The scope as typed, not re-quoted token by token.
+    assert_eq!(
+        cmd("set Pathway a b Idle_Time 5"),
+        Err("<console>: [Pathway a b] Idle_Time: unexpected b after Pathway \"a\"".into())
+    );
     assert_eq!(
         store.current().number(),
         1,
         "failed commands must not make generations"
+    );
+}
+
+#[test]
+fn console_set_reports_warnings_and_group_conflicts() {
+    let (schema, _) = config_schema::schema();
+    let text = "[Pathway_Group \"g1\" Pathway \"p\"]\n[ESMTP_Listener]\n";
+    let store = ConfigStore::from_str(schema, "t.conf", text).unwrap();
+    let cmd = |c: &str| config_command(&store, c);
+    assert_eq!(
+        cmd("set ESMTP_Listener Pool_Name nosuch"),
+        Ok("ok: generation 2\nwarning: <console>: [ESMTP_Listener] Pool_Name: names no ThreadPool \"nosuch\"; using IO".into())
+    );
+    assert_eq!(
+        cmd("set ESMTP_Listener Idle_Time 5"),
+        Ok("ok: generation 3".into()),
+        "a warning is reported once, by the update that caused it"
+    );
+    assert_eq!(
+        cmd("set Pathway_Group g2 Pathway P Idle_Time 5"),
+        Err("<console>: [Pathway_Group \"g2\" Pathway \"P\"] Idle_Time: the pathway is already in Pathway_Group \"g1\" Pathway \"p\"; a pathway has one group".into())
     );
 }
 

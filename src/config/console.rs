@@ -18,7 +18,9 @@
 //! Contract: `eval` resolves with fallback and names the supplying scope
 //! (`Idle_Time = 300 (from ESMTP_Listener Peer "10.0.0.0/8")`); `get` looks at that scope only
 //! and says when the option is unset there; `set`/`unset` produce a new generation, validated
-//! like a file; `reload` re-reads the configuration.
+//! like a file; `reload` re-reads the configuration. A successful `set`, `unset` or `reload`
+//! replies `ok: generation N`, followed by one `warning: …` line per warning of that update
+//! (the same as [`Generation::warnings`] of the generation it returns).
 //!
 //! Diagnostics: `Err(text)` for usage mistakes and for every configuration error (one per line).
 
@@ -37,8 +39,12 @@ pub fn config_command(store: &ConfigStore, args: &str) -> Result<String, String>
     let Some((cmd, rest)) = toks.split_first() else {
         return Err(USAGE.to_string());
     };
+    if let Some(word) = scope_in_option_place(store, cmd, rest) {
+        return Err(format!(
+            "{USAGE}\n({word} names a scope, not an option: is a word missing?)"
+        ));
+    }
     match (cmd.to_ascii_lowercase().as_str(), rest.len()) {
-        ("reload", 0) => reload(store),
         ("show", 0) => Ok(store.show()),
         ("eval", n) if n >= 1 => eval(store, &rest[..n - 1], &rest[n - 1]),
         ("get", n) if n >= 1 => get(store, &rest[..n - 1], &rest[n - 1]),
@@ -46,33 +52,70 @@ pub fn config_command(store: &ConfigStore, args: &str) -> Result<String, String>
             let g = store
                 .set(&requote(&rest[..n - 2]), &rest[n - 2], &rest[n - 1])
                 .map_err(|e| e.to_string())?;
-            Ok(format!("ok: generation {}", g.number()))
+            Ok(committed(&g))
         }
         ("unset", n) if n >= 1 => {
             let g = store
                 .unset(&requote(&rest[..n - 1]), &rest[n - 1])
                 .map_err(|e| e.to_string())?;
-            Ok(format!("ok: generation {}", g.number()))
+            Ok(committed(&g))
+        }
+        ("reload", 0) => {
+            let g = store.reload().map_err(|e| e.to_string())?;
+            Ok(committed(&g))
         }
         _ => Err(USAGE.to_string()),
     }
 }
 
-/// Joins tokens back into a scope path, quoting each so spaces survive.
-fn requote(toks: &[String]) -> String {
-    toks.iter()
-        .map(|t| format!("\"{t}\""))
-        .collect::<Vec<_>>()
-        .join(" ")
+/// The word where `cmd` expects an option name, when it names a scope kind and no option:
+/// `set Echo_Listener Idle_Time` (value missing) would otherwise read `Echo_Listener` as a
+/// global option and answer "unknown option".
+fn scope_in_option_place<'t>(
+    store: &ConfigStore,
+    cmd: &str,
+    rest: &'t [String],
+) -> Option<&'t str> {
+    let back = match cmd.to_ascii_lowercase().as_str() {
+        "set" => 2,
+        "unset" | "get" | "eval" => 1,
+        _ => return None,
+    };
+    let word = rest.get(rest.len().checked_sub(back)?)?;
+    let builtin = [
+        "global",
+        "Listen",
+        "Peer",
+        "Pathway",
+        "Pathway_Group",
+        "ThreadPool",
+    ];
+    let scope = builtin.iter().any(|k| k.eq_ignore_ascii_case(word))
+        || store.schema().scope_kind(word).is_some();
+    (scope && !store.schema().is_known(word)).then_some(word.as_str())
 }
 
-fn reload(store: &ConfigStore) -> Result<String, String> {
-    let g = store.reload().map_err(|e| e.to_string())?;
+/// Joins tokens back into a scope path as the user would write it: a token is quoted only
+/// when it holds blanks (or is empty), so that error messages show the path as typed.
+fn requote(toks: &[String]) -> String {
+    let quote = |t: &String| {
+        if t.is_empty() || t.contains(char::is_whitespace) {
+            format!("\"{t}\"")
+        } else {
+            t.clone()
+        }
+    };
+    toks.iter().map(quote).collect::<Vec<_>>().join(" ")
+}
+
+/// The reply to a committed update: `ok: generation N`, then one `warning: …` line for each
+/// warning of that update (a `Pool_Name` naming no pool, a restart-required value kept).
+fn committed(g: &Generation) -> String {
     let mut out = format!("ok: generation {}", g.number());
     for w in g.warnings() {
         out.push_str(&format!("\nwarning: {w}"));
     }
-    Ok(out)
+    out
 }
 
 fn not_found(store: &ConfigStore, option: &str, path: &ScopePath) -> String {

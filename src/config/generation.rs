@@ -336,8 +336,10 @@ impl Generation {
             let group_scope = self.lookup(&ScopePath::PathwayGroup(group.clone()));
             let key = pathway.to_ascii_lowercase();
             if let Some((other, _)) = members.get(&key) {
+                // Loading (load.rs) and `config set` both refuse a second group before they
+                // get here; should a future path not, its origin is most likely the console.
                 let origin = Origin {
-                    file: Arc::from(""),
+                    file: Arc::from("<console>"),
                     line: 0,
                 };
                 let other = &self.scopes[other.0 as usize].path;

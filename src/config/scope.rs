@@ -101,6 +101,23 @@ impl ScopePath {
     }
 }
 
+impl ScopePath {
+    /// The instances as a header writes them (Listen and Peer normalised), outermost first.
+    pub(crate) fn instances(&self) -> Vec<String> {
+        match self {
+            ScopePath::Global | ScopePath::Module(_) => Vec::new(),
+            ScopePath::Listener { listen, peer, .. } => {
+                let l = listen.iter().map(|l| l.to_string());
+                l.chain(peer.iter().map(|p| p.to_string())).collect()
+            }
+            ScopePath::Pathway(p) | ScopePath::PathwayGroup(p) | ScopePath::ThreadPool(p) => {
+                vec![p.clone()]
+            }
+            ScopePath::GroupPathway { group, pathway } => vec![group.clone(), pathway.clone()],
+        }
+    }
+}
+
 /// The header text without brackets (`global` for the global scope).
 impl fmt::Display for ScopePath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

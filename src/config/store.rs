@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use super::error::{ConfigError, ConfigErrors};
 use super::generation::{Draft, Entry, Generation, Origin};
-use super::load::{check_option, load_files, read_path, SourceFile};
+use super::load::{check_option, load_files, other_group, read_path, SourceFile};
 use super::schema::{Schema, Slot};
 use super::scope::{parse_scope_path, ScopePath};
 use super::types::representable;
@@ -139,6 +139,10 @@ impl ConfigStore {
 
     /// Sets `option` to `value` in the scope named by `scope_path` (a header without brackets;
     /// empty or `global` for the global scope), validated like a file.
+    ///
+    /// Refused: a value or scope instance that `show` could not write back ([`representable`]).
+    /// The warnings of this update (a `Pool_Name` naming no `ThreadPool`) are the returned
+    /// generation's [`Generation::warnings`]; they are logged too.
     pub fn set(
         &self,
         scope_path: &str,
@@ -148,6 +152,11 @@ impl ConfigStore {
         let _guard = self.update.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.current();
         let path = self.parse_path(scope_path, option)?;
+        // What `show` could not write back is refused, so that show → load is always equal.
+        if path.instances().iter().any(|i| !representable(i)) {
+            let why = "a scope instance cannot hold line breaks, \" #\" or \" ;\"".to_string();
+            return Err(console_err(&path, option, why));
+        }
         if !representable(value) {
             let why = "a value cannot hold line breaks, \" #\" or \" ;\"".to_string();
             return Err(console_err(&path, option, why));
@@ -156,6 +165,10 @@ impl ConfigStore {
             .map_err(|e| console_err(&path, option, e))?;
         self.refuse_restart_change(&old, &path, slot, Some(&value))?;
         let mut draft = Draft::from_generation(&old);
+        if let Some(other) = other_group(&draft, &path) {
+            let why = format!("the pathway is already in {other}; a pathway has one group");
+            return Err(console_err(&path, option, why));
+        }
         let scope = draft.scope(&path);
         let origin = Origin {
             file: Arc::from("<console>"),
@@ -178,7 +191,8 @@ impl ConfigStore {
         Ok(self.commit(g))
     }
 
-    /// Removes `option` from exactly that scope (the scope itself stays).
+    /// Removes `option` from exactly that scope (the scope itself stays). Warnings as for
+    /// [`ConfigStore::set`].
     pub fn unset(&self, scope_path: &str, option: &str) -> Result<Arc<Generation>, ConfigErrors> {
         let _guard = self.update.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.current();

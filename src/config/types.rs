@@ -18,7 +18,10 @@
 //!   likely a typo than an intent); a bare address is a host route. An IPv4-mapped IPv6 CIDR
 //!   with a prefix of at least 96 is stored as the IPv4 CIDR it denotes.
 //! - Text that cannot survive a file (a newline, or ` #` / ` ;`, which start a comment even
-//!   inside quotes) cannot be written back by `Display`; [`representable`] says so.
+//!   inside quotes) cannot be written back by `Display`; [`representable`] says so, for values
+//!   and for scope instances alike. Everything else round-trips: `Display` quotes what would
+//!   otherwise change on the way back (blanks at either end, surrounding quotes, a trailing
+//!   backslash, which would continue the line).
 //!
 //! Diagnostics: parsers return `Err(reason)` with a sentence naming what was expected. The
 //! `Value::as_*` accessors panic, naming the accessor, when called on the wrong type: that is a
@@ -210,8 +213,10 @@ impl fmt::Display for Value {
     }
 }
 
-/// True when `text` can be written to an INI file and read back unchanged: no line breaks,
-/// and no ` #` / ` ;` (which start an inline comment even inside quotes).
+/// True when `text` can be written to an INI file and read back unchanged, as a value or as a
+/// scope instance in a header: no line breaks, and no ` #` / ` ;` (which start an inline
+/// comment even inside quotes). `config set` refuses anything else, because `config show`
+/// could not write it back.
 pub fn representable(text: &str) -> bool {
     !(text.contains('\n')
         || text.contains('\r')
@@ -221,8 +226,13 @@ pub fn representable(text: &str) -> bool {
         || text.contains("\t;"))
 }
 
+/// A scalar or list item that must be quoted to read back unchanged: blanks at either end
+/// (trimmed), surrounding quotes (removed), or a trailing backslash (the line would continue).
 fn needs_quotes(s: &str) -> bool {
-    s.is_empty() || s.trim() != s || (s.len() >= 2 && s.starts_with('"') && s.ends_with('"'))
+    s.is_empty()
+        || s.trim() != s
+        || (s.len() >= 2 && s.starts_with('"') && s.ends_with('"'))
+        || s.ends_with('\\')
 }
 
 fn write_scalar(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
@@ -255,7 +265,7 @@ fn write_list(f: &mut fmt::Formatter<'_>, items: &[String]) -> fmt::Result {
         if i > 0 {
             f.write_str(", ")?;
         }
-        if item.contains(',') || item.trim() != item {
+        if item.contains(',') || needs_quotes(item) {
             write!(f, "\"{item}\"")?;
         } else {
             f.write_str(item)?;
@@ -773,6 +783,9 @@ mod tests {
             (OptionType::Bool, "on"),
             (OptionType::Cidr, "::ffff:1.2.3.0/120"),
             (OptionType::Address, "[*]:25"),
+            (OptionType::Str, "\"ends with a backslash\\\""),
+            (OptionType::List, "a, \"b\\\""),
+            (OptionType::Str, "#not a comment"),
         ];
         for (ty, text) in cases {
             let v = ty.parse(&format!("{}", ty.parse(text).unwrap())).unwrap();
@@ -780,6 +793,10 @@ mod tests {
         }
         assert_eq!(Value::Str(String::new()).to_string(), "\"\"");
         assert_eq!(Value::Size(3072).to_string(), "3k");
+        assert_eq!(Value::Str("a\\".into()).to_string(), "\"a\\\"");
+        let list = Value::List(vec!["a\\".into(), "b".into()]);
+        assert_eq!(list.to_string(), "\"a\\\", b");
+        assert!(!representable("a #b") && !representable("a\tb\n") && representable("#a"));
     }
 
     #[test]
