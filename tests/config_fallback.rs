@@ -62,12 +62,28 @@ Idle_Time = 15
 
 [ESMTP_Listener Peer "127.0.0.0/8"]
 Idle_Time = 7
+Listener_Sessions = 3
 
 [ESMTP_Listener Peer "::1"]
 Idle_Time = 6
 
+[ESMTP_Listener Peer "::/0"]
+Banner = any6
+
 [ESMTP_Listener Peer "2001:db8::/32"]
 Idle_Time = 11
+
+[ESMTP_Listener Peer "2001:db8:1::/48"]
+Banner = v6deep
+
+[ESMTP_Listener Peer "192.168.0.0/16"]
+Deny = true
+
+[ESMTP_Listener Peer "192.168.1.0/24"]
+Idle_Time = 9
+
+[ESMTP_Listener Peer "192.168.1.128/25"]
+Banner = deep
 
 [Echo_Listener Listen "*:7"]
 Idle_Time = 1
@@ -114,6 +130,26 @@ const TABLE: &[Row] = &[
     row(E, L1, Some("10.1.9.9"), "Idle_Time", "20", r#"ESMTP_Listener Peer "10.1.0.0/16""#),
     row(E, L1, Some("10.9.9.9"), "Idle_Time", "120", r#"ESMTP_Listener Peer "10.0.0.0/8""#),
     row(E, None, Some("10.9.9.9"), "Listener_Sessions", "10", r#"ESMTP_Listener Peer "10.0.0.0/8""#),
+    // Nested blocks: every matching block takes part, longest first, at each Peer level. A
+    // more specific block that sets other options does not cancel the enclosing block's Deny.
+    row(E, L1, Some("10.2.3.4"), "Deny", "true", r#"ESMTP_Listener Listen "127.0.0.1:2525" Peer "10.0.0.0/8""#),
+    row(E, L1, Some("10.2.3.4"), "Listener_Sessions", "1", r#"ESMTP_Listener Listen "127.0.0.1:2525" Peer "10.0.0.0/8""#),
+    // ...and all Listen::Peer blocks come before the listener's Peer blocks.
+    row(E, L1, Some("10.2.3.4"), "Idle_Time", "120", r#"ESMTP_Listener Peer "10.0.0.0/8""#),
+    row(E, L1, Some("192.168.1.200"), "Banner", "deep", r#"ESMTP_Listener Peer "192.168.1.128/25""#),
+    row(E, L1, Some("192.168.1.200"), "Idle_Time", "9", r#"ESMTP_Listener Peer "192.168.1.0/24""#),
+    row(E, L1, Some("192.168.1.200"), "Deny", "true", r#"ESMTP_Listener Peer "192.168.0.0/16""#),
+    row(E, None, Some("::ffff:192.168.7.7"), "Deny", "true", r#"ESMTP_Listener Peer "192.168.0.0/16""#),
+    row(E, L1, Some("192.168.1.5"), "Banner", "inbound", r#"Pathway "inbound""#),
+    row(E, L1, Some("192.169.0.1"), "Deny", "false", "default"),
+    row(E, L1, Some("2001:db8:1::5"), "Banner", "v6deep", r#"ESMTP_Listener Peer "2001:db8:1::/48""#),
+    row(E, L1, Some("2001:db8:1::5"), "Idle_Time", "11", r#"ESMTP_Listener Peer "2001:db8::/32""#),
+    row(E, L1, Some("2001:db9::5"), "Banner", "any6", r#"ESMTP_Listener Peer "::/0""#),
+    // A Unix peer interleaves loopback blocks by specificity: ::1/128, 127.0.0.0/8 (= /104), ::/0.
+    row(E, L1, Some("unix"), "Listener_Sessions", "3", r#"ESMTP_Listener Peer "127.0.0.0/8""#),
+    row(E, L1, Some("unix"), "Banner", "any6", r#"ESMTP_Listener Peer "::/0""#),
+    // A v4-mapped peer is IPv4 only: ::/0 does not match it.
+    row(E, L1, Some("::ffff:192.0.2.1"), "Banner", "inbound", r#"Pathway "inbound""#),
     // v4-mapped v6 peers match IPv4 rules; IPv6 text is normalised.
     row(E, L1, Some("::ffff:10.1.2.3"), "Idle_Time", "15", r#"ESMTP_Listener Peer "10.1.2.0/24""#),
     row(E, L1, Some("2001:DB8:0::1"), "Idle_Time", "11", r#"ESMTP_Listener Peer "2001:db8::/32""#),
@@ -205,6 +241,95 @@ fn generation_inventory() {
     assert_eq!(g.scope_cidr(f.scope), Some("10.1.2.0/24".parse().unwrap()));
     assert_eq!(g.scope_cidr(ScopeId::GLOBAL), None);
     assert_eq!(g.scope_cidr(ScopeId::DEFAULT), None);
+    // A cap supplied by an enclosing block is counted against that block.
+    let l1: ListenAddr = "127.0.0.1:2525".parse().unwrap();
+    let peer = PeerAddr::Ip("10.2.3.4".parse().unwrap());
+    let f = g.fetch(
+        s.listener_sessions,
+        "ESMTP_Listener",
+        Some(&l1),
+        Some(&peer),
+    );
+    assert_eq!(g.scope_cidr(f.scope), Some("10.0.0.0/8".parse().unwrap()));
+}
+
+#[test]
+fn chain_lists_every_matching_block_longest_first() {
+    let (g, _) = load();
+    let l1: ListenAddr = "127.0.0.1:2525".parse().unwrap();
+    let names = |peer: &str| -> Vec<String> {
+        let peer: PeerAddr = peer.parse().unwrap();
+        let chain = g.chain("ESMTP_Listener", Some(&l1), Some(&peer));
+        g.chain_scopes(&chain).map(|id| g.scope_name(id)).collect()
+    };
+    let tail = [
+        r#"ESMTP_Listener Listen "127.0.0.1:2525""#,
+        "ESMTP_Listener",
+        r#"Pathway "inbound""#,
+        "global",
+    ];
+    let with_tail = |head: &[&str]| -> Vec<String> {
+        head.iter().chain(&tail).map(|s| s.to_string()).collect()
+    };
+    assert_eq!(
+        names("192.168.1.200"),
+        with_tail(&[
+            r#"ESMTP_Listener Peer "192.168.1.128/25""#,
+            r#"ESMTP_Listener Peer "192.168.1.0/24""#,
+            r#"ESMTP_Listener Peer "192.168.0.0/16""#,
+        ])
+    );
+    assert_eq!(
+        names("unix"),
+        with_tail(&[
+            r#"ESMTP_Listener Peer "::1/128""#,
+            r#"ESMTP_Listener Peer "127.0.0.0/8""#,
+            r#"ESMTP_Listener Peer "::/0""#,
+        ])
+    );
+    // Listen::Peer blocks (with the pathway one of them names) come first.
+    let mut want: Vec<String> = [
+        r#"ESMTP_Listener Listen "127.0.0.1:2525" Peer "10.2.0.0/16""#,
+        r#"ESMTP_Listener Listen "127.0.0.1:2525" Peer "10.0.0.0/8""#,
+        r#"ESMTP_Listener Peer "10.0.0.0/8""#,
+        r#"ESMTP_Listener Listen "127.0.0.1:2525""#,
+        "ESMTP_Listener",
+        r#"Pathway "solo""#,
+        "global",
+    ]
+    .map(String::from)
+    .to_vec();
+    assert_eq!(names("10.2.3.4"), want);
+    want.remove(0);
+    want[4] = r#"Pathway "inbound""#.to_string();
+    assert_eq!(names("10.9.9.9"), want);
+}
+
+/// 129 nested IPv6 blocks (every prefix length) under one listener: the chain still fits, and
+/// a fetch walks from the longest to the only block that sets the option.
+#[test]
+fn every_ipv6_prefix_length_nests() {
+    let (schema, s) = config_schema::schema();
+    let mut text = String::new();
+    for p in 0..=128u32 {
+        let addr = std::net::Ipv6Addr::from(u128::MAX.checked_shl(128 - p).unwrap_or(0));
+        text.push_str(&format!("[ESMTP_Listener Peer \"{addr}/{p}\"]\n"));
+        if p == 3 {
+            text.push_str("Deny = true\n");
+        }
+    }
+    let g = ConfigStore::from_str(schema, "v6.conf", &text)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .current();
+    let peer = PeerAddr::Ip(std::net::Ipv6Addr::from(u128::MAX).into());
+    let chain = g.chain("ESMTP_Listener", None, Some(&peer));
+    assert_eq!(
+        g.chain_scopes(&chain).count(),
+        129 + 1,
+        "every block, then global"
+    );
+    let f = g.fetch_in(&chain, s.deny);
+    assert_eq!(g.scope_name(f.scope), r#"ESMTP_Listener Peer "e000::/3""#);
 }
 
 #[test]

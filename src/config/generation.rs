@@ -6,8 +6,9 @@
 //! one they started with. [`Generation::fetch`] resolves an option through the fallback chain
 //! and returns the value together with the scope that supplied it:
 //!
-//! 1. `<Type>_Listener Listen "addr" Peer "cidr"` (longest prefix)
-//! 2. `<Type>_Listener Peer "cidr"` (longest prefix)
+//! 1. `<Type>_Listener Listen "addr" Peer "cidr"`: every block containing the peer, longest
+//!    prefix first, then shorter ones
+//! 2. `<Type>_Listener Peer "cidr"`: likewise
 //! 3. `<Type>_Listener Listen "addr"`
 //! 4. `<Type>_Listener`
 //! 5. the pathway named by the `Pathway` option (itself the first value found in 1–4):
@@ -18,10 +19,18 @@
 //! A pathway `p` belongs to group `g` when a `[Pathway_Group "g" Pathway "p"]` section exists;
 //! a pathway may be in at most one group.
 //!
+//! All the matching Peer blocks take part, not only the longest: a `Deny` written for
+//! `10.0.0.0/8` still holds for a peer in a `10.2.0.0/16` block that sets only `Idle_Time`.
+//! Building a generation links each Peer scope to the longest block containing it (and lays
+//! out the interleaved IPv4/IPv6 order of a Unix peer once per Peer table), so a chain holds
+//! at most eight heads whatever the number of prefix lengths, and walking it allocates nothing.
+//!
 //! Contract:
-//! - [`Generation::chain`] resolves the scope chain once per session (Peer lookups, the
-//!   pathway); [`Generation::fetch_in`] then walks at most eight scopes with an O(1) slot lookup
-//!   each and allocates nothing. A [`Chain`] must be used with the generation that made it.
+//! - [`Generation::chain`] resolves the scope chain once per session (one longest-prefix
+//!   lookup per Peer level, the pathway); [`Generation::fetch_in`] then walks it, an O(1) slot
+//!   lookup per scope, and allocates nothing. A [`Chain`] must be used with the generation that
+//!   made it. [`Fetched::scope`] is the scope that supplied the value, so a session cap set in
+//!   a Peer is counted against that Peer's block ([`Generation::scope_cidr`]).
 //! - [`ScopeId`]s are stable within a generation only.
 //!
 //! Diagnostics: using a `Chain` with another generation, or a slot from another schema, panics
@@ -139,6 +148,9 @@ struct ScopeData {
     index: Box<[u16]>,
     /// For scopes that set `Pathway`: the pathway scopes it resolves to, most specific first.
     pathway: Option<Vec<ScopeId>>,
+    /// For a Peer scope: the longest block of its table containing it (`NONE`: none, or not a
+    /// Peer scope). Kept here rather than in a side table: `fetch_in` reads this struct anyway.
+    next: u32,
 }
 
 impl ScopeData {
@@ -151,29 +163,83 @@ impl ScopeData {
     }
 }
 
+/// A node of the Unix-peer fallback lists: a scope, and the node to try after it.
+///
+/// Chain nodes are `u32`s: a node without [`UNIX_NODE`] is the scope of that index, followed
+/// by its `ScopeData::next` (its parent Peer block, for a Peer scope); a node with it is
+/// `Generation::unix_links[node & !UNIX_NODE]`. [`NONE`] ends a list.
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    scope: u32,
+    next: u32,
+}
+
+const NONE: u32 = u32::MAX;
+const UNIX_NODE: u32 = 1 << 31;
+
+/// The Peer scopes of one listener, or of one Listen.
+#[derive(Debug)]
+struct PeerLevel {
+    table: PeerTable,
+    /// The first node of the Unix-peer order (`NONE`: no block contains the loopback).
+    unix: u32,
+}
+
+impl PeerLevel {
+    fn new() -> PeerLevel {
+        PeerLevel {
+            table: PeerTable::default(),
+            unix: NONE,
+        }
+    }
+
+    /// The node of the longest block containing `peer`; the links lead to the shorter ones.
+    fn head(&self, peer: &PeerAddr) -> Option<u32> {
+        match peer {
+            PeerAddr::Unix => (self.unix != NONE).then_some(self.unix),
+            ip => self.table.lookup(ip).map(|id| id.0),
+        }
+    }
+
+    /// Appends the Unix-peer order as nodes of its own: it interleaves IPv4 and IPv6 blocks,
+    /// which the per-scope parent links (one family each) cannot express.
+    fn link_unix(&mut self, links: &mut Vec<Link>) {
+        let mut next = NONE;
+        for id in self.table.matches(&PeerAddr::Unix).iter().rev() {
+            links.push(Link { scope: id.0, next });
+            next = (links.len() - 1) as u32 | UNIX_NODE;
+        }
+        self.unix = next;
+    }
+}
+
 #[derive(Debug)]
 struct ListenData {
     addr: ListenAddr,
     scope: Option<ScopeId>,
-    peers: PeerTable,
+    peers: PeerLevel,
 }
 
 #[derive(Debug)]
 struct ListenerData {
     kind: String,
     scope: Option<ScopeId>,
-    peers: PeerTable,
+    peers: PeerLevel,
     listens: Vec<ListenData>,
     /// Keyed with the cheap hasher: Listen addresses are chosen by the administrator.
     listen_index: HashMap<ListenAddr, usize, BuildHasherDefault<IntHasher>>,
 }
 
 /// The resolved scope chain of one session: owned, `Copy`, no allocation.
+///
+/// At most eight heads (two Peer levels, Listen, listener, three pathway scopes, global); a
+/// Peer head leads on to every shorter matching block through the generation's links, so the
+/// size does not depend on how many prefix lengths are configured (up to 129 for IPv6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Chain {
     generation: u64,
     len: u8,
-    scopes: [ScopeId; 8],
+    heads: [u32; 8],
 }
 
 impl Chain {
@@ -181,20 +247,23 @@ impl Chain {
         Chain {
             generation,
             len: 0,
-            scopes: [ScopeId::DEFAULT; 8],
+            heads: [NONE; 8],
         }
     }
 
-    fn push(&mut self, id: Option<ScopeId>) {
-        if let Some(id) = id {
-            self.scopes[usize::from(self.len)] = id;
+    fn push_node(&mut self, node: Option<u32>) {
+        if let Some(n) = node {
+            self.heads[usize::from(self.len)] = n;
             self.len += 1;
         }
     }
 
-    /// The scopes in fallback order (the default is implied after the last).
-    pub fn scopes(&self) -> &[ScopeId] {
-        &self.scopes[..usize::from(self.len)]
+    fn push(&mut self, id: Option<ScopeId>) {
+        self.push_node(id.map(|id| id.0));
+    }
+
+    fn heads(&self) -> &[u32] {
+        &self.heads[..usize::from(self.len)]
     }
 }
 
@@ -209,6 +278,7 @@ pub struct Generation {
     scopes: Vec<ScopeData>,
     by_key: HashMap<ScopePath, ScopeId>,
     listeners: Vec<ListenerData>,
+    unix_links: Vec<Link>,
     threadpools: Vec<(String, ScopeId)>,
     warnings: Vec<ConfigError>,
 }
@@ -240,6 +310,7 @@ impl Generation {
             scopes: Vec::with_capacity(draft.scopes.len()),
             by_key: HashMap::with_capacity(draft.scopes.len()),
             listeners: Vec::new(),
+            unix_links: Vec::new(),
             threadpools: Vec::new(),
             warnings: Vec::new(),
         };
@@ -251,6 +322,7 @@ impl Generation {
                 entries,
                 index: Box::new([]),
                 pathway: None,
+                next: NONE,
             });
             g.index_scope(id);
         }
@@ -273,8 +345,54 @@ impl Generation {
             }
             s.index = index;
         }
+        g.link_peers();
         g.warnings = warnings;
         Ok(g)
+    }
+
+    /// Links every Peer scope to the longest block of its table that contains it, and lays
+    /// out each table's Unix-peer order.
+    fn link_peers(&mut self) {
+        for i in 0..self.scopes.len() {
+            let ScopePath::Listener {
+                kind,
+                listen,
+                peer: Some(cidr),
+            } = &self.scopes[i].path
+            else {
+                continue;
+            };
+            let level = self.peer_level(kind, listen.as_ref());
+            let parent = level.and_then(|l| l.table.parent(*cidr));
+            self.scopes[i].next = parent.map_or(NONE, |p| p.0);
+        }
+        let mut links = Vec::new();
+        for l in &mut self.listeners {
+            l.peers.link_unix(&mut links);
+            for d in &mut l.listens {
+                d.peers.link_unix(&mut links);
+            }
+        }
+        self.unix_links = links;
+    }
+
+    /// A chain node's scope, and the node after it.
+    #[inline]
+    fn step(&self, node: u32) -> (u32, u32) {
+        if node & UNIX_NODE == 0 {
+            (node, self.scopes[node as usize].next)
+        } else {
+            let l = self.unix_links[(node & !UNIX_NODE) as usize];
+            (l.scope, l.next)
+        }
+    }
+
+    fn peer_level(&self, kind: &str, listen: Option<&ListenAddr>) -> Option<&PeerLevel> {
+        let l = self.listener(kind)?;
+        match listen {
+            None => Some(&l.peers),
+            Some(a) => l.listen_index.get(a).map(|&i| &l.listens[i].peers),
+        }
     }
 
     fn listener_mut(&mut self, kind: &str) -> &mut ListenerData {
@@ -284,7 +402,7 @@ impl Generation {
                 self.listeners.push(ListenerData {
                     kind: kind.to_string(),
                     scope: None,
-                    peers: PeerTable::default(),
+                    peers: PeerLevel::new(),
                     listens: Vec::new(),
                     listen_index: HashMap::default(),
                 });
@@ -306,15 +424,15 @@ impl Generation {
                         l.listens.push(ListenData {
                             addr,
                             scope: None,
-                            peers: PeerTable::default(),
+                            peers: PeerLevel::new(),
                         });
                     }
                     &mut l.listens[i]
                 });
                 match (ld, peer) {
-                    (Some(ld), Some(c)) => ld.peers.insert(c, id),
+                    (Some(ld), Some(c)) => ld.peers.table.insert(c, id),
                     (Some(ld), None) => ld.scope = Some(id),
-                    (None, Some(c)) => l.peers.insert(c, id),
+                    (None, Some(c)) => l.peers.table.insert(c, id),
                     (None, None) => l.scope = Some(id),
                 }
             }
@@ -508,14 +626,13 @@ impl Generation {
                 .and_then(|a| l.listen_index.get(a))
                 .map(|&i| &l.listens[i]);
             if let Some(p) = peer {
-                c.push(ld.and_then(|d| d.peers.lookup(p)));
-                c.push(l.peers.lookup(p));
+                c.push_node(ld.and_then(|d| d.peers.head(p)));
+                c.push_node(l.peers.head(p));
             }
             c.push(ld.and_then(|d| d.scope));
             c.push(l.scope);
-            let pathway = c
-                .scopes()
-                .iter()
+            let pathway = self
+                .chain_scopes(&c)
                 .find_map(|id| self.scopes[id.0 as usize].pathway.as_ref());
             for id in pathway.into_iter().flatten() {
                 c.push(Some(*id));
@@ -548,24 +665,44 @@ impl Generation {
         c
     }
 
-    /// Fetches along a chain made by [`Generation::chain`] of this generation; allocation-free.
-    #[inline]
-    pub fn fetch_in(&self, chain: &Chain, slot: Slot) -> Fetched<'_> {
+    fn check_chain(&self, chain: &Chain, func: &str) {
         if chain.generation != self.number {
             panic!(
-                "Generation::fetch_in: chain of generation {} used with generation {}",
+                "Generation::{func}: chain of generation {} used with generation {}",
                 chain.generation, self.number
             );
         }
-        for &id in chain.scopes() {
-            if let Some(value) = self.scopes[id.0 as usize].get(slot) {
-                return Fetched { value, scope: id };
+    }
+
+    /// Fetches along a chain made by [`Generation::chain`] of this generation; allocation-free.
+    #[inline]
+    pub fn fetch_in(&self, chain: &Chain, slot: Slot) -> Fetched<'_> {
+        self.check_chain(chain, "fetch_in");
+        for &head in chain.heads() {
+            let mut node = head;
+            while node != NONE {
+                let (id, next) = self.step(node);
+                if let Some(value) = self.scopes[id as usize].get(slot) {
+                    let scope = ScopeId(id);
+                    return Fetched { value, scope };
+                }
+                node = next;
             }
         }
         Fetched {
             value: self.default_of(slot),
             scope: ScopeId::DEFAULT,
         }
+    }
+
+    /// The scopes of a chain in fallback order, every matching Peer block included (the
+    /// default is implied after the last), as [`Generation::fetch_in`] tries them.
+    pub fn chain_scopes<'g>(&'g self, chain: &'g Chain) -> impl Iterator<Item = ScopeId> + 'g {
+        self.check_chain(chain, "chain_scopes");
+        chain.heads().iter().flat_map(move |&head| {
+            let next = move |&n: &u32| Some(self.step(n).1).filter(|&m| m != NONE);
+            std::iter::successors(Some(head), next).map(move |n| ScopeId(self.step(n).0))
+        })
     }
 
     /// The scope's name as a header path (`global`, `default`, `ESMTP_Listener Peer "…"`).

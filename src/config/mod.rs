@@ -17,6 +17,13 @@
 //! | `console.rs`    | [`console::config_command`]                            | the `config` console command          |
 //! | `error.rs`      | [`ConfigError`], [`ConfigErrors`]                      | error reporting                       |
 //!
+//! Fallback: a session takes each option from the first scope of its [`Chain`] that sets it:
+//! the `<Type>_Listener Listen "addr" Peer "cidr"` blocks containing the peer (longest
+//! matching prefix first, then shorter ones) → the `<Type>_Listener Peer "cidr"` blocks
+//! (likewise) → `Listen "addr"` → `<Type>_Listener` → the pathway named by the `Pathway` option
+//! (`Pathway_Group "g" Pathway "p"` → `Pathway "p"` → `Pathway_Group "g"`) → global → the
+//! option's default. See [`Generation::fetch`]; [`Fetched::scope`] names the supplier.
+//!
 //! Contract: build a [`Schema`] (register listener kinds, module scopes and options, keeping the
 //! returned [`Slot`]s), share it as `Arc<Schema>`, load a [`ConfigStore`], and on each session
 //! take [`ConfigStore::current`] once and fetch from that generation.

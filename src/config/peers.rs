@@ -7,9 +7,15 @@
 //! prefix length (≤ 33 for IPv4, ≤ 129 for IPv6, in practice a handful), whatever the number of
 //! Peers.
 //!
-//! Contract: an IPv4-mapped IPv6 peer is looked up as IPv4. A Unix-socket peer counts as
-//! loopback: it is looked up as `127.0.0.1` and as `::1`, and the more specific match wins,
-//! comparing an IPv4 prefix `/n` as `/96+n` (on a tie, the IPv4 rule wins).
+//! Every Peer block matching an address takes part in the fallback, longest first: the blocks
+//! containing an address are nested, so they are the longest match, then the longest block
+//! containing that one ([`PeerTable::parent`]), and so on. The generation links each Peer scope
+//! to its parent once, at build time; a session then needs only the longest match.
+//!
+//! Contract: an IPv4-mapped IPv6 peer is looked up as IPv4 (and so never matches an IPv6 block
+//! such as `::/0`). A Unix-socket peer counts as loopback: it matches the blocks containing
+//! `127.0.0.1` and those containing `::1`, ordered by specificity, an IPv4 prefix `/n` ranking
+//! as `/96+n` (on a tie, the IPv4 block comes first).
 //!
 //! Diagnostics: none; an absent match is `None`.
 
@@ -90,18 +96,18 @@ impl PeerTable {
         self.v4.is_empty() && self.v6.is_empty()
     }
 
-    fn lookup_v4(&self, a: Ipv4Addr) -> Option<(u8, ScopeId)> {
+    fn matches_v4(&self, a: Ipv4Addr) -> impl Iterator<Item = (u8, ScopeId)> + '_ {
         let a = u32::from(a);
         self.v4
             .iter()
-            .find_map(|(p, m)| m.get(&mask_v4(a, *p)).map(|id| (*p, *id)))
+            .filter_map(move |(p, m)| m.get(&mask_v4(a, *p)).map(|id| (*p, *id)))
     }
 
-    fn lookup_v6(&self, a: Ipv6Addr) -> Option<(u8, ScopeId)> {
+    fn matches_v6(&self, a: Ipv6Addr) -> impl Iterator<Item = (u8, ScopeId)> + '_ {
         let a = u128::from(a);
         self.v6
             .iter()
-            .find_map(|(p, m)| m.get(&mask_v6(a, *p)).map(|id| (*p, *id)))
+            .filter_map(move |(p, m)| m.get(&mask_v6(a, *p)).map(|id| (*p, *id)))
     }
 
     /// The most specific Peer scope matching `peer`.
@@ -111,23 +117,56 @@ impl PeerTable {
         }
         match *peer {
             PeerAddr::Ip(ip) => match canonical_ip(ip) {
-                IpAddr::V4(a) => self.lookup_v4(a).map(|(_, id)| id),
-                IpAddr::V6(a) => self.lookup_v6(a).map(|(_, id)| id),
+                IpAddr::V4(a) => self.matches_v4(a).next().map(|(_, id)| id),
+                IpAddr::V6(a) => self.matches_v6(a).next().map(|(_, id)| id),
             },
-            PeerAddr::Unix => {
-                let v4 = self.lookup_v4(Ipv4Addr::LOCALHOST);
-                let v6 = self.lookup_v6(Ipv6Addr::LOCALHOST);
-                match (v4, v6) {
-                    (Some((p4, a)), Some((p6, b))) => {
-                        Some(if 96 + u16::from(p4) >= u16::from(p6) {
-                            a
-                        } else {
-                            b
-                        })
-                    }
-                    (a, b) => a.or(b).map(|(_, id)| id),
-                }
-            }
+            PeerAddr::Unix => self.matches(peer).first().copied(),
+        }
+    }
+
+    /// Every Peer scope matching `peer`, most specific first. For an IP peer this is
+    /// [`PeerTable::lookup`] followed by [`PeerTable::parent`] links; a Unix peer interleaves
+    /// its IPv4 and IPv6 matches (see the module contract).
+    pub fn matches(&self, peer: &PeerAddr) -> Vec<ScopeId> {
+        let (v4, v6): (Vec<_>, Vec<_>) = match *peer {
+            PeerAddr::Ip(ip) => match canonical_ip(ip) {
+                IpAddr::V4(a) => (self.matches_v4(a).collect(), Vec::new()),
+                IpAddr::V6(a) => (Vec::new(), self.matches_v6(a).collect()),
+            },
+            PeerAddr::Unix => (
+                self.matches_v4(Ipv4Addr::LOCALHOST).collect(),
+                self.matches_v6(Ipv6Addr::LOCALHOST).collect(),
+            ),
+        };
+        let (mut a, mut b) = (v4.into_iter().peekable(), v6.into_iter().peekable());
+        let mut out = Vec::new();
+        loop {
+            let take_v4 = match (a.peek(), b.peek()) {
+                (Some((p4, _)), Some((p6, _))) => 96 + u16::from(*p4) >= u16::from(*p6),
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => return out,
+            };
+            let next = if take_v4 { a.next() } else { b.next() };
+            out.extend(next.map(|(_, id)| id));
+        }
+    }
+
+    /// The longest Peer scope strictly containing `cidr`: the next one in the fallback for a
+    /// peer whose longest match is `cidr`.
+    pub fn parent(&self, cidr: Cidr) -> Option<ScopeId> {
+        let shorter = |p: u8| p < cidr.prefix();
+        match cidr.addr() {
+            IpAddr::V4(a) => self
+                .v4
+                .iter()
+                .filter(|(p, _)| shorter(*p))
+                .find_map(|(p, m)| m.get(&mask_v4(a.into(), *p)).copied()),
+            IpAddr::V6(a) => self
+                .v6
+                .iter()
+                .filter(|(p, _)| shorter(*p))
+                .find_map(|(p, m)| m.get(&mask_v6(a.into(), *p)).copied()),
         }
     }
 }
@@ -136,40 +175,95 @@ impl PeerTable {
 mod tests {
     use super::*;
 
-    /// A naive oracle: scan every rule, keep the longest matching prefix.
-    fn oracle(rules: &[(Cidr, ScopeId)], ip: IpAddr) -> Option<ScopeId> {
-        rules
-            .iter()
-            .filter(|(c, _)| c.contains(ip))
-            .max_by_key(|(c, _)| c.prefix())
-            .map(|(_, id)| *id)
+    /// A naive oracle: scan every rule, keep the matching ones, longest prefix first.
+    fn oracle(rules: &[(Cidr, ScopeId)], ip: IpAddr) -> Vec<ScopeId> {
+        let mut m: Vec<_> = rules.iter().filter(|(c, _)| c.contains(ip)).collect();
+        m.sort_by_key(|(c, _)| std::cmp::Reverse(c.prefix()));
+        m.into_iter().map(|(_, id)| *id).collect()
+    }
+
+    /// xorshift64: deterministic pseudo-random numbers.
+    fn rng(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
+    /// Checks lookup, matches and the parent walk against the oracle for each probe.
+    fn check(table: &PeerTable, rules: &[(Cidr, ScopeId)], probes: &[IpAddr]) {
+        let cidr_of = |id: ScopeId| rules.iter().find(|(_, i)| *i == id).unwrap().0;
+        for &ip in probes {
+            let want = oracle(rules, ip);
+            let peer = PeerAddr::Ip(ip);
+            assert_eq!(table.lookup(&peer), want.first().copied(), "{ip}");
+            assert_eq!(table.matches(&peer), want, "{ip}");
+            let mut walk: Vec<ScopeId> = table.lookup(&peer).into_iter().collect();
+            while let Some(p) = table.parent(cidr_of(*walk.last().unwrap())) {
+                walk.push(p);
+                if walk.len() > 200 {
+                    panic!("parent loop at {ip}");
+                }
+            }
+            assert_eq!(walk, want, "{ip}: parent walk");
+        }
+    }
+
+    fn insert(table: &mut PeerTable, rules: &mut Vec<(Cidr, ScopeId)>, cidr: Cidr) {
+        if rules.iter().all(|(c, _)| *c != cidr) {
+            let id = ScopeId(rules.len() as u32);
+            table.insert(cidr, id);
+            rules.push((cidr, id));
+        }
     }
 
     #[test]
-    fn matches_naive_scan() {
-        // A deterministic pseudo-random set of overlapping rules and probes.
-        let mut x: u32 = 0x1234_5678;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x
-        };
-        let mut table = PeerTable::default();
-        let mut rules = Vec::new();
-        for i in 0..300 {
+    fn ipv4_matches_naive_scan() {
+        let mut next = rng(0x1234_5678);
+        let (mut table, mut rules) = (PeerTable::default(), Vec::new());
+        for _ in 0..300 {
             let prefix = (next() % 33) as u8;
-            let addr = Ipv4Addr::from(mask_v4(next() & 0x0F0F_FFFF, prefix));
-            let cidr = Cidr::new(IpAddr::V4(addr), prefix).unwrap();
-            if rules.iter().all(|(c, _)| *c != cidr) {
-                table.insert(cidr, ScopeId(i));
-                rules.push((cidr, ScopeId(i)));
-            }
+            let addr = Ipv4Addr::from(mask_v4(next() as u32 & 0x0F0F_FFFF, prefix));
+            insert(
+                &mut table,
+                &mut rules,
+                Cidr::new(IpAddr::V4(addr), prefix).unwrap(),
+            );
         }
-        for _ in 0..5000 {
-            let ip = IpAddr::V4(Ipv4Addr::from(next() & 0x0F0F_FFFF));
-            assert_eq!(table.lookup(&PeerAddr::Ip(ip)), oracle(&rules, ip), "{ip}");
+        let probes: Vec<IpAddr> = (0..5000)
+            .map(|_| IpAddr::V4(Ipv4Addr::from(next() as u32 & 0x0F0F_FFFF)))
+            .collect();
+        check(&table, &rules, &probes);
+    }
+
+    #[test]
+    fn ipv6_matches_naive_scan() {
+        // Addresses share their top 16 bits, and only a few bits vary after that, so that
+        // long and short prefixes overlap often.
+        let mut next = rng(0xDEAD_BEEF_0042);
+        let mut addr = || {
+            let x = u128::from(next()) & 0x0303_0000_0000_0003;
+            let y = u128::from(next()) & 0x3;
+            IpAddr::V6(Ipv6Addr::from(0x2001_0db8_u128 << 96 | x << 40 | y))
+        };
+        let (mut table, mut rules) = (PeerTable::default(), Vec::new());
+        for _ in 0..400 {
+            let IpAddr::V6(a) = addr() else {
+                unreachable!()
+            };
+            let prefix = (u128::from(a).count_ones() * 7 % 129) as u8;
+            let net = Ipv6Addr::from(mask_v6(a.into(), prefix));
+            insert(
+                &mut table,
+                &mut rules,
+                Cidr::new(IpAddr::V6(net), prefix).unwrap(),
+            );
         }
+        insert(&mut table, &mut rules, "::/0".parse().unwrap());
+        let probes: Vec<IpAddr> = (0..5000).map(|_| addr()).collect();
+        check(&table, &rules, &probes);
     }
 
     #[test]
@@ -178,13 +272,27 @@ mod tests {
         t.insert("127.0.0.0/8".parse().unwrap(), ScopeId(1));
         t.insert("::1".parse().unwrap(), ScopeId(2));
         t.insert("10.0.0.0/8".parse().unwrap(), ScopeId(3));
+        t.insert("::/0".parse().unwrap(), ScopeId(5));
         let mapped = PeerAddr::Ip("::ffff:10.9.9.9".parse().unwrap());
         assert_eq!(t.lookup(&mapped), Some(ScopeId(3)));
-        // ::1/128 beats 127.0.0.0/8 (= /104 in IPv6 terms).
+        assert_eq!(
+            t.matches(&mapped),
+            [ScopeId(3)],
+            "a mapped peer is IPv4 only"
+        );
+        // ::1/128 beats 127.0.0.0/8 (= /104 in IPv6 terms); ::/0 comes last.
         assert_eq!(t.lookup(&PeerAddr::Unix), Some(ScopeId(2)));
+        let unix = [ScopeId(2), ScopeId(1), ScopeId(5)];
+        assert_eq!(t.matches(&PeerAddr::Unix), unix);
         t.insert("127.0.0.1".parse().unwrap(), ScopeId(4));
         // 127.0.0.1/32 (= /128) ties with ::1/128: IPv4 wins.
         assert_eq!(t.lookup(&PeerAddr::Unix), Some(ScopeId(4)));
-        assert_eq!(t.lookup(&PeerAddr::Ip("::2".parse().unwrap())), None);
+        let unix = [ScopeId(4), ScopeId(2), ScopeId(1), ScopeId(5)];
+        assert_eq!(t.matches(&PeerAddr::Unix), unix);
+        assert_eq!(
+            t.lookup(&PeerAddr::Ip("::2".parse().unwrap())),
+            Some(ScopeId(5))
+        );
+        assert_eq!(t.parent("10.0.0.0/8".parse().unwrap()), None);
     }
 }
