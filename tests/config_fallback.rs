@@ -345,6 +345,15 @@ fn threadpool_and_module_scopes() {
         .unwrap();
     assert_eq!(g.threadpool("SMTP", conc).as_int(), 8);
     assert_eq!(g.threadpool("IO", conc).as_int(), 4);
+    // The CPU pool's default is what the scheduler runs: one thread per CPU.
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    assert_eq!(g.threadpool("cpu", conc).as_int(), cpus as i64);
+    assert_eq!(g.threadpool_fetch("CPU", conc).scope, ScopeId::DEFAULT);
+    let store = ConfigStore::from_str(g.schema().clone(), "t.conf", "").unwrap();
+    assert_eq!(
+        netlistener::config::console::config_command(&store, "eval ThreadPool CPU Concurrency"),
+        Ok(format!("Concurrency = {cpus} (from default)"))
+    );
     assert_eq!(g.threadpools(), ["IO", "CPU", "smtp"]);
     assert_eq!(g.module("maildir", s.directory).as_str(), "/srv/mail");
 }

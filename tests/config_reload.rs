@@ -138,6 +138,77 @@ fn restart_required_option_is_kept_and_the_rest_committed() {
     assert_eq!(g.warnings().len(), 1);
 }
 
+/// The running objects are compared by the value they resolve, not scope by scope: a section
+/// added for the `IO` and `CPU` pools (which run without one), or a listener-level value above
+/// a running Listen, cannot slip a restart-required change through.
+#[test]
+fn a_new_scope_cannot_change_a_running_object() {
+    let dir = TempDir::new("restart-scope");
+    let (schema, s) = config_schema::schema();
+    let conc = schema.slot("Concurrency", ScopeClass::ThreadPool).unwrap();
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()) as i64;
+    dir.write("main.conf", "[ESMTP_Listener Listen \"127.0.0.1:25\"]\n");
+    let store = ConfigStore::load(schema, &dir.path().join("main.conf")).unwrap();
+    let cpu_wanted = if cpus == 1 { 2 } else { 1 };
+    let text = format!(
+        "[ThreadPool \"IO\"]\nConcurrency = 9\n[ThreadPool \"CPU\"]\nConcurrency = {cpu_wanted}\n\
+         [ThreadPool \"new\"]\nConcurrency = 3\n\
+         [ESMTP_Listener]\nListen_Backlog = 7\nIdle_Time = 5\n\
+         [ESMTP_Listener Listen \"127.0.0.1:25\"]\n[ESMTP_Listener Listen \"127.0.0.1:26\"]\n"
+    );
+    dir.write("main.conf", &text);
+    let expected = [
+        "main.conf:2: [ThreadPool \"IO\"] Concurrency: changed, but takes effect only after a restart; keeping the default 4".to_string(),
+        format!("main.conf:4: [ThreadPool \"CPU\"] Concurrency: changed, but takes effect only after a restart; keeping the default {cpus}"),
+        "main.conf:8: [ESMTP_Listener] Listen_Backlog: changed for ESMTP_Listener Listen \"127.0.0.1:25\", but takes effect only after a restart; keeping the default 500".to_string(),
+    ];
+    let (l25, l26): (ListenAddr, ListenAddr) = (
+        "127.0.0.1:25".parse().unwrap(),
+        "127.0.0.1:26".parse().unwrap(),
+    );
+    // The file still asks for the change on the second reload: the same values are kept.
+    for round in 0..2 {
+        let g = store.reload().unwrap();
+        assert_eq!(g.threadpool("IO", conc).as_int(), 4, "round {round}");
+        assert_eq!(g.threadpool("CPU", conc).as_int(), cpus, "round {round}");
+        assert_eq!(
+            g.threadpool("new", conc).as_int(),
+            3,
+            "a new pool starts as written"
+        );
+        let get = |slot, l| g.fetch(slot, "ESMTP_Listener", Some(l), None).value.clone();
+        assert_eq!(
+            get(s.listen_backlog, &l25),
+            Value::Int(500),
+            "round {round}"
+        );
+        assert_eq!(
+            get(s.listen_backlog, &l26),
+            Value::Int(7),
+            "a new Listen starts as written"
+        );
+        assert_eq!(
+            get(s.idle_time, &l25),
+            Value::Duration(Duration::from_secs(5))
+        );
+        let warnings: Vec<String> = g.warnings().iter().map(|w| w.to_string()).collect();
+        assert_eq!(warnings.len(), 3, "round {round}: {warnings:?}");
+        for (w, e) in warnings.iter().zip(&expected) {
+            assert!(
+                w.ends_with(e.as_str()),
+                "round {round}:\n{w}\nshould end with\n{e}"
+            );
+        }
+    }
+    // Setting them back to what runs is no change at all.
+    dir.write(
+        "main.conf",
+        "[ESMTP_Listener Listen \"127.0.0.1:25\"]\n[ThreadPool \"new\"]\nConcurrency = 3\n",
+    );
+    let g = store.reload().unwrap();
+    assert!(g.warnings().is_empty(), "{:?}", g.warnings());
+}
+
 /// Writers reload configurations in which two options always hold the same number; readers
 /// check that every generation they see is internally consistent and that numbers never go
 /// backwards. A torn swap would show two different numbers.

@@ -177,6 +177,8 @@ fn resolve<'g>(
         ScopePath::Pathway(p) | ScopePath::GroupPathway { pathway: p, .. } => {
             g.fetch_in(&g.pathway_chain_of(p), slot)
         }
+        // The pool's own default: the CPU pool runs one thread per CPU.
+        ScopePath::ThreadPool(p) => g.threadpool_fetch(p, slot),
         other => {
             let own = g
                 .scope_id(other)

@@ -73,6 +73,16 @@ pub(crate) struct Origin {
     pub line: usize,
 }
 
+impl Origin {
+    /// No file and no line: a value that was never written (a default kept on reload).
+    pub fn none() -> Origin {
+        Origin {
+            file: Arc::from(""),
+            line: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
     pub slot: Slot,
@@ -726,31 +736,58 @@ impl Generation {
         }
     }
 
-    /// A `ThreadPool` option: the pool's scope → global → default.
+    /// A `ThreadPool` option: the pool's scope → global → the pool's default
+    /// ([`Schema::pool_default`]: the `CPU` pool's `Concurrency` is the number of CPUs).
     pub fn threadpool(&self, name: &str, slot: Slot) -> &Value {
+        self.threadpool_fetch(name, slot).value
+    }
+
+    /// [`Generation::threadpool`], and the scope that supplied the value.
+    pub fn threadpool_fetch(&self, name: &str, slot: Slot) -> Fetched<'_> {
         let id = self
             .threadpools
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, id)| *id);
-        id.and_then(|id| self.value_in(id, slot))
-            .unwrap_or_else(|| self.global(slot))
+        self.own_then_global(id, slot).unwrap_or_else(|| Fetched {
+            value: self.schema.pool_default(name, slot),
+            scope: ScopeId::DEFAULT,
+        })
     }
 
     /// A module option: the module scope → global → default.
     pub fn module(&self, module_scope: &str, slot: Slot) -> &Value {
+        self.module_fetch(module_scope, slot).value
+    }
+
+    /// [`Generation::module`], and the scope that supplied the value.
+    pub fn module_fetch(&self, module_scope: &str, slot: Slot) -> Fetched<'_> {
         let id = self.lookup(&ScopePath::Module(module_scope.to_string()));
-        id.and_then(|id| self.value_in(id, slot))
-            .unwrap_or_else(|| self.global(slot))
+        self.own_then_global(id, slot).unwrap_or_else(|| Fetched {
+            value: self.default_of(slot),
+            scope: ScopeId::DEFAULT,
+        })
+    }
+
+    /// The value in scope `own` (if any), else the global one.
+    fn own_then_global(&self, own: Option<ScopeId>, slot: Slot) -> Option<Fetched<'_>> {
+        own.into_iter().chain([ScopeId::GLOBAL]).find_map(|id| {
+            Some(Fetched {
+                value: self.value_in(id, slot)?,
+                scope: id,
+            })
+        })
+    }
+
+    /// Where the value of `slot` in `scope` was written.
+    pub(crate) fn origin(&self, scope: ScopeId, slot: Slot) -> Option<&Origin> {
+        let s = self.scopes.get(scope.0 as usize)?;
+        s.entries.iter().find(|e| e.slot == slot).map(|e| &e.origin)
     }
 
     /// The id of the scope named by `path`, if it exists in this generation.
     pub fn scope_id(&self, path: &ScopePath) -> Option<ScopeId> {
         self.lookup(path)
-    }
-
-    pub(crate) fn entries_of(&self, path: &ScopePath) -> Option<&[Entry]> {
-        Some(&self.scopes[self.lookup(path)?.0 as usize].entries)
     }
 
     /// The value set in exactly this scope, if any (no fallback).

@@ -14,6 +14,7 @@
 //! | `generation.rs` | [`Generation`], fallback, [`Chain`]                    | `ec_config_option_fetch_generic()`    |
 //! | `peers.rs`      | longest-prefix Peer lookup                             | Peer scope matching                   |
 //! | `store.rs`      | [`ConfigStore`]: current generation, reload, set/unset | `ec_config_fetch_globalconf()`        |
+//! | `restart.rs`    | restart-required values kept per running object        | the reload transaction's commit       |
 //! | `console.rs`    | [`console::config_command`]                            | the `config` console command          |
 //! | `error.rs`      | [`ConfigError`], [`ConfigErrors`]                      | error reporting                       |
 //!
@@ -62,6 +63,7 @@ mod error;
 mod generation;
 mod load;
 mod peers;
+mod restart;
 mod schema;
 mod scope;
 mod store;

@@ -220,6 +220,9 @@ pub struct Schema {
     defaults: Vec<Value>,
     by_name: HashMap<String, Vec<Slot>>,
     pathway_slot: Slot,
+    pool_concurrency: Slot,
+    /// The `CPU` pool's own `Concurrency` default: one thread per CPU.
+    cpu_threads: Value,
 }
 
 /// Scope kind names that are built in and cannot be registered again.
@@ -251,9 +254,10 @@ impl Default for Schema {
 
 impl Schema {
     /// A schema with the built-in kinds and options: `Pathway` (listeners), and ThreadPool's
-    /// `Concurrency` (1..=1024, default 4) and `Backlog` (0..=1,000,000, default 1024;
-    /// 0 = unbounded).
+    /// `Concurrency` (1..=1024, default 4, but one thread per CPU for the `CPU` pool: see
+    /// [`Schema::pool_default`]) and `Backlog` (0..=1,000,000, default 1024; 0 = unbounded).
     pub fn new() -> Schema {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         let mut s = Schema {
             kinds: Vec::new(),
             kind_index: HashMap::new(),
@@ -261,6 +265,8 @@ impl Schema {
             defaults: Vec::new(),
             by_name: HashMap::new(),
             pathway_slot: Slot(0),
+            pool_concurrency: Slot(0),
+            cpu_threads: Value::Int(cpus.clamp(1, 1024) as i64),
         };
         let mut pathway = OptionDef::new(
             "Pathway",
@@ -295,7 +301,29 @@ impl Schema {
             def.restart_required = true;
             s.register_option(def).expect("built-in ThreadPool option");
         }
+        s.pool_concurrency = s
+            .slot("Concurrency", ScopeClass::ThreadPool)
+            .expect("built-in ThreadPool Concurrency");
         s
+    }
+
+    /// The default of a `ThreadPool` option for one pool: the option's default, except the
+    /// `CPU` pool's `Concurrency`, which is the number of CPUs (as the scheduler sizes that
+    /// pool when no section sets it).
+    pub fn pool_default(&self, pool: &str, slot: Slot) -> &Value {
+        if slot == self.pool_concurrency && pool.eq_ignore_ascii_case("CPU") {
+            &self.cpu_threads
+        } else {
+            self.default_value(slot)
+        }
+    }
+
+    /// The registered module scopes, as registered.
+    pub(crate) fn module_scopes(&self) -> impl Iterator<Item = &str> + '_ {
+        self.kinds
+            .iter()
+            .filter(|k| k.kind == ScopeKind::Module)
+            .map(|k| k.name.as_str())
     }
 
     /// Registers a `<Type>_Listener` kind or a module scope.

@@ -11,9 +11,11 @@
 //! Contract:
 //! - Updates are serialised (one at a time); each success increments the generation number.
 //! - On any error the current generation stays in force and the caller gets every error.
-//! - Restart-required options: a reload that changes one (in a scope present in both
-//!   generations) keeps the running value, warns naming it, and commits the rest. `set`/`unset`
-//!   of such an option is refused. A scope that disappears takes its values with it.
+//! - Restart-required options: a reload that changes the value a running object resolves
+//!   (a thread pool, `IO` and `CPU` included, a Listen, a module, the daemon), through
+//!   whatever scope, keeps the running value, warns naming it, and commits the rest;
+//!   `set`/`unset` that would do so are refused (see `restart.rs`). An object that disappears
+//!   takes its values with it; one that appears starts with the new ones.
 //! - `set`/`unset` change the running generation only; a later `reload` re-reads the files and
 //!   drops them (as in Momentum). `unset` removes a value but never a scope: an empty
 //!   `Listen` scope still means "listen here".
@@ -30,7 +32,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use super::error::{ConfigError, ConfigErrors};
 use super::generation::{Draft, Entry, Generation, Origin};
 use super::load::{check_option, load_files, other_group, read_path, SourceFile};
-use super::schema::{Schema, Slot};
+use super::restart;
+use super::schema::Schema;
 use super::scope::{parse_scope_path, ScopePath};
 use super::types::representable;
 
@@ -130,9 +133,9 @@ impl ConfigStore {
     pub fn reload(&self) -> Result<Arc<Generation>, ConfigErrors> {
         let _guard = self.update.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.current();
-        let (mut draft, errors) = read_source(&self.schema, &self.source)?;
-        let warnings = keep_restart_values(&self.schema, &old, &mut draft);
-        let g = build(&self.schema, draft, errors, old.number() + 1, warnings)?;
+        let (draft, errors) = read_source(&self.schema, &self.source)?;
+        let g = build(&self.schema, draft, errors, old.number() + 1, Vec::new())?;
+        let g = restart::keep_running(&self.schema, &old, g)?;
         log::info!("configuration generation {} in force", g.number());
         Ok(self.commit(g))
     }
@@ -163,7 +166,6 @@ impl ConfigStore {
         }
         let (slot, value) = check_option(&self.schema, &path, option, value)
             .map_err(|e| console_err(&path, option, e))?;
-        self.refuse_restart_change(&old, &path, slot, Some(&value))?;
         let mut draft = Draft::from_generation(&old);
         if let Some(other) = other_group(&draft, &path) {
             let why = format!("the pathway is already in {other}; a pathway has one group");
@@ -188,6 +190,7 @@ impl ConfigStore {
             old.number() + 1,
             Vec::new(),
         )?;
+        self.refuse_restart_change(&old, &g, &path)?;
         Ok(self.commit(g))
     }
 
@@ -200,10 +203,7 @@ impl ConfigStore {
         let slot = self.schema.slot(option, path.class());
         let mut draft = Draft::from_generation(&old);
         let removed = match (slot, draft.find(&path)) {
-            (Some(slot), Some(scope)) => {
-                self.refuse_restart_change(&old, &path, slot, None)?;
-                draft.unset(scope, slot)
-            }
+            (Some(slot), Some(scope)) => draft.unset(scope, slot),
             _ => None,
         };
         if removed.is_none() {
@@ -219,6 +219,7 @@ impl ConfigStore {
             old.number() + 1,
             Vec::new(),
         )?;
+        self.refuse_restart_change(&old, &g, &path)?;
         Ok(self.commit(g))
     }
 
@@ -234,19 +235,21 @@ impl ConfigStore {
         })
     }
 
+    /// `set`/`unset` may not change what a running object reads for a restart-required
+    /// option (through whatever scope): the first such change is the error.
     fn refuse_restart_change(
         &self,
         old: &Generation,
+        new: &Generation,
         path: &ScopePath,
-        slot: Slot,
-        new: Option<&super::types::Value>,
     ) -> Result<(), ConfigErrors> {
-        let def = self.schema.def(slot);
-        if def.restart_required && old.get(path, slot) != new {
-            let why = "takes effect only after a restart; change it in the file".to_string();
-            return Err(console_err(path, def.name, why));
+        match restart::conflicts(&self.schema, old, new).first() {
+            None => Ok(()),
+            Some(c) => {
+                let name = self.schema.def(c.slot).name;
+                Err(console_err(path, name, c.refusal(path)))
+            }
         }
-        Ok(())
     }
 
     /// The generation in force as INI text that loads to an equal generation.
@@ -296,54 +299,6 @@ fn build(
     let files = load.files;
     all.sort_by_key(|e| (files.iter().position(|f| *f == e.path), e.line));
     Err(ConfigErrors(all))
-}
-
-/// Puts the running value of restart-required options back into `draft`, returning warnings.
-fn keep_restart_values(schema: &Schema, old: &Generation, draft: &mut Draft) -> Vec<ConfigError> {
-    let mut warnings = Vec::new();
-    let restart: Vec<Slot> = schema
-        .options()
-        .filter(|(_, d)| d.restart_required)
-        .map(|(s, _)| s)
-        .collect();
-    for i in 0..draft.scopes.len() {
-        let path = draft.scopes[i].0.clone();
-        let Some(old_entries) = old.entries_of(&path) else {
-            continue;
-        };
-        for &slot in &restart {
-            let old_e = old_entries.iter().find(|e| e.slot == slot).cloned();
-            let new_e = draft.scopes[i].1.iter().find(|e| e.slot == slot).cloned();
-            if old_e.as_ref().map(|e| &e.value) == new_e.as_ref().map(|e| &e.value) {
-                continue;
-            }
-            let origin = new_e.as_ref().or(old_e.as_ref()).map(|e| e.origin.clone());
-            let kept = match &old_e {
-                Some(e) => e.value.to_string(),
-                None => format!("the default {}", schema.default_value(slot)),
-            };
-            match old_e {
-                Some(e) => {
-                    draft.set(i, e);
-                }
-                None => {
-                    draft.unset(i, slot);
-                }
-            }
-            let origin = origin.expect("one side has the value");
-            warnings.push(ConfigError {
-                path: origin.file.to_string(),
-                line: origin.line,
-                section: match &path {
-                    ScopePath::Global => String::new(),
-                    p => p.to_string(),
-                },
-                option: schema.def(slot).name.to_string(),
-                reason: format!("changed, but takes effect only after a restart; keeping {kept}"),
-            });
-        }
-    }
-    warnings
 }
 
 /// Renders a generation as INI: global options first (no header), then each scope in order.
