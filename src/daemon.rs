@@ -18,23 +18,54 @@
 //!
 //! # Contract
 //! One daemon per process (it owns the process's signals). Relative Unix socket paths are
-//! resolved under `Runtime_Directory` (default `<temp dir>/netlistener-<uid>`, created 0700).
+//! resolved under `Runtime_Directory` (default `$RUNTIME_DIRECTORY` when systemd sets it, else
+//! `<temp dir>/netlistener-<uid>`). An absent runtime directory is created 0700; an existing
+//! one must be a real directory (not a symbolic link) owned by the daemon's user and writable
+//! by nobody else, or the daemon refuses to start: it never changes the mode of a directory it
+//! did not create. Once a shutdown is requested, reloads (`SIGHUP`, `config reload`,
+//! `config set|unset`) are refused: they would reopen the Listens the drain closed.
 //!
 //! # Diagnostics
-//! Exit status 0 after a clean shutdown or a clean `--check`; 1 for configuration errors; 2 for
-//! run-time failures (a Listen that cannot open at start-up, no poller). Reload errors are
-//! logged and returned to the console; the running generation keeps serving.
+//! Exit status 0 after a clean shutdown or a clean `--check`; 1 for configuration errors
+//! (including a `-c` directory without `*.conf` files); 2 for run-time failures (a Listen that
+//! cannot open at start-up, an unsafe runtime directory, no poller). Reload errors are logged
+//! and returned to the console; the running generation keeps serving.
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::config::{Generation, OptionDef, OptionType, Scopes, Slot};
 use crate::event::{Closure, Event, E_TIMEOUT};
 use crate::netlistener::{self as nl, NetError};
 use crate::scheduler::{self, Scheduler};
+
+/// Who the daemon is: its name and version, for `--version`, the usage text, its logs and the
+/// console's `version` and `summary`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DaemonInfo {
+    /// The program name (`netlistenerd`).
+    pub name: &'static str,
+    /// Its version (`0.1.0`).
+    pub version: &'static str,
+}
+
+impl DaemonInfo {
+    /// `netlistenerd` and this crate's version.
+    pub const NETLISTENERD: DaemonInfo = DaemonInfo {
+        name: "netlistenerd",
+        version: env!("CARGO_PKG_VERSION"),
+    };
+}
+
+static INFO: OnceLock<DaemonInfo> = OnceLock::new();
+
+/// The running daemon's [`DaemonInfo`] ([`DaemonInfo::NETLISTENERD`] before `daemon_main`).
+pub fn daemon_info() -> DaemonInfo {
+    INFO.get().copied().unwrap_or(DaemonInfo::NETLISTENERD)
+}
 
 /// One entry of a daemon's static module table. C: a module's `conf_setup` hook.
 #[derive(Clone, Copy, Debug)]
@@ -70,6 +101,7 @@ struct Slots {
 
 struct DaemonState {
     slots: Slots,
+    config_path: PathBuf,
     started: Instant,
     cli_log_level: bool,
     draining: Option<Instant>,
@@ -96,14 +128,18 @@ pub struct Args {
     pub help: bool,
 }
 
-/// The usage text.
-pub const USAGE: &str = "usage: netlistenerd [-c PATH] [--check] [--log-level LEVEL] [--version]
+/// The usage text of the daemon called `name`.
+pub fn usage(name: &str) -> String {
+    format!(
+        "usage: {name} [-c PATH] [--check] [--log-level LEVEL] [--version]
   -c PATH            configuration file, or directory of *.conf files
                      (default: ./conf.d if it exists, else /etc/netlistener)
   --check            validate the configuration and exit (0 clean, 1 errors)
   --log-level LEVEL  error, warn, info, debug or trace (overrides Log_Level)
   --version          print the version and exit
-";
+"
+    )
+}
 
 /// Parses the command line (without the program name).
 pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
@@ -148,7 +184,8 @@ fn register_daemon_options() -> Result<Slots, NetError> {
         OptionType::Str,
         "",
         Scopes::GLOBAL,
-        "where relative Unix socket paths live (empty: <temp dir>/netlistener-<uid>)",
+        "where relative Unix socket paths live (empty: $RUNTIME_DIRECTORY, else \
+         <temp dir>/netlistener-<uid>)",
     );
     rd.restart_required = true;
     Ok(Slots {
@@ -174,32 +211,50 @@ pub fn default_config_path() -> PathBuf {
     }
 }
 
-/// The default runtime directory: `<temp dir>/netlistener-<euid>`.
+/// The default runtime directory of the daemon: `$RUNTIME_DIRECTORY` when set (systemd sets it
+/// for a unit with `RuntimeDirectory=`), else [`temp_runtime_dir`].
 pub fn default_runtime_dir() -> PathBuf {
+    match std::env::var_os("RUNTIME_DIRECTORY") {
+        // systemd may list several, separated by colons: the first is ours.
+        Some(v) if !v.is_empty() => {
+            let v = v.to_string_lossy().into_owned();
+            PathBuf::from(v.split(':').next().unwrap_or(&v))
+        }
+        _ => temp_runtime_dir(),
+    }
+}
+
+/// `<temp dir>/netlistener-<euid>`: the runtime directory when neither `Runtime_Directory` nor
+/// `$RUNTIME_DIRECTORY` names one, writable without root.
+pub fn temp_runtime_dir() -> PathBuf {
     std::env::temp_dir().join(format!("netlistener-{}", crate::sys::geteuid()))
 }
 
-/// The daemon's main program, with `modules` as its module table.
-pub fn daemon_main(modules: &[ModuleDef]) -> ExitCode {
+/// The daemon's main program: `info` names it, `modules` is its module table.
+///
+/// C: the `ecelerity` main program.
+pub fn daemon_main(info: DaemonInfo, modules: &[ModuleDef]) -> ExitCode {
+    let info = *INFO.get_or_init(|| info);
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("netlistenerd: {e}\n{USAGE}");
+            eprintln!("{}: {e}\n{}", info.name, usage(info.name));
             return ExitCode::from(1);
         }
     };
     if args.help {
-        print!("{USAGE}");
+        print!("{}", usage(info.name));
         return ExitCode::SUCCESS;
     }
     if args.version {
-        println!("netlistenerd {}", env!("CARGO_PKG_VERSION"));
+        println!("{} {}", info.name, info.version);
         return ExitCode::SUCCESS;
     }
     ExitCode::from(run(&args, modules))
 }
 
 fn run(args: &Args, modules: &[ModuleDef]) -> u8 {
+    let name = daemon_info().name;
     crate::sys::ignore_sigpipe();
     if !args.check {
         init_logging(args.log_level.unwrap_or(log::LevelFilter::Info));
@@ -207,35 +262,21 @@ fn run(args: &Args, modules: &[ModuleDef]) -> u8 {
     let sched = match Scheduler::new() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("netlistenerd: cannot create the poller: {e}");
+            eprintln!("{name}: cannot create the poller: {e}");
             return 2;
         }
     };
     let slots = match setup(modules) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("netlistenerd: module setup: {e}");
+            eprintln!("{name}: module setup: {e}");
             return 2;
         }
     };
     let path = args.config.clone().unwrap_or_else(default_config_path);
-    let store = match nl::netlistener_load_config(&path) {
-        Ok(s) => s,
-        Err(errors) => {
-            for e in &errors.0 {
-                eprintln!("{e}");
-            }
-            eprintln!(
-                "netlistenerd: {}: {} configuration error(s)",
-                path.display(),
-                errors.0.len()
-            );
-            return 1;
-        }
+    let Some(store) = load(&path, args.check) else {
+        return 1;
     };
-    for w in store.warnings() {
-        eprintln!("warning: {w}");
-    }
     if args.check {
         println!("{}: configuration OK", path.display());
         return 0;
@@ -244,6 +285,7 @@ fn run(args: &Args, modules: &[ModuleDef]) -> u8 {
     STATE.with(|s| {
         *s.borrow_mut() = Some(DaemonState {
             slots,
+            config_path: path.clone(),
             started: Instant::now(),
             cli_log_level: args.log_level.is_some(),
             draining: None,
@@ -255,8 +297,8 @@ fn run(args: &Args, modules: &[ModuleDef]) -> u8 {
         return code;
     }
     log::info!(
-        "netlistenerd {} started: pid {}, configuration {} (generation {})",
-        env!("CARGO_PKG_VERSION"),
+        "{name} {} started: pid {}, configuration {} (generation {})",
+        daemon_info().version,
         std::process::id(),
         path.display(),
         gen.number()
@@ -265,6 +307,56 @@ fn run(args: &Args, modules: &[ModuleDef]) -> u8 {
     let code = STATE.with(|s| s.borrow().as_ref().map_or(0, |d| d.exit));
     nl::netlistener_reset();
     code
+}
+
+/// Loads the configuration at `path`; on errors prints every one and returns `None`. Warnings
+/// are logged by the store; with `--check` (no logger) they are printed here.
+fn load(path: &Path, check: bool) -> Option<Arc<crate::config::ConfigStore>> {
+    let name = daemon_info().name;
+    if let Err(e) = check_conf_files(path) {
+        eprintln!("{name}: {e}");
+        return None;
+    }
+    match nl::netlistener_load_config(path) {
+        Ok(store) => {
+            if check {
+                for w in store.warnings() {
+                    eprintln!("warning: {w}");
+                }
+            }
+            Some(store)
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            let n = errors.0.len();
+            eprintln!("{name}: {}: {n} configuration error(s)", path.display());
+            None
+        }
+    }
+}
+
+/// A `-c` directory must hold at least one configuration file (the loader's rule: `*.conf`,
+/// dotfiles skipped); an empty one would start, or reload into, a daemon with no Listens.
+/// Unreadable paths are left to the loader, which names the error.
+fn check_conf_files(path: &Path) -> Result<(), String> {
+    let Ok(dir) = std::fs::read_dir(path) else {
+        return Ok(());
+    };
+    let found = dir.filter_map(Result::ok).any(|e| {
+        let n = e.file_name();
+        let n = n.to_string_lossy();
+        !n.starts_with('.') && n.ends_with(".conf") && e.path().is_file()
+    });
+    if found {
+        Ok(())
+    } else {
+        Err(format!(
+            "no configuration files in {} (a directory needs *.conf files)",
+            path.display()
+        ))
+    }
 }
 
 fn setup(modules: &[ModuleDef]) -> Result<Slots, NetError> {
@@ -293,17 +385,16 @@ fn init_logging(level: log::LevelFilter) {
 }
 
 fn start(gen: &Arc<Generation>) -> Result<(), u8> {
+    let name = daemon_info().name;
     let rd = runtime_dir(gen);
-    if let Err(e) = std::fs::create_dir_all(&rd).and_then(|_| {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&rd, std::fs::Permissions::from_mode(0o700))
-    }) {
-        eprintln!("netlistenerd: runtime directory {}: {e}", rd.display());
+    if let Err(e) = prepare_runtime_dir(&rd) {
+        eprintln!("{name}: runtime directory {}: {e}", rd.display());
+        log::error!("runtime directory {}: {e}", rd.display());
         return Err(2);
     }
     let _ = nl::netlistener_set_runtime_dir(&rd);
     if let Err(e) = nl::netlistener_start() {
-        eprintln!("netlistenerd: cannot start listening:\n{e}");
+        eprintln!("{name}: cannot start listening:\n{e}");
         log::error!("cannot start listening: {e}");
         return Err(2);
     }
@@ -313,11 +404,70 @@ fn start(gen: &Arc<Generation>) -> Result<(), u8> {
         (libc::SIGINT, on_term),
     ] {
         if let Err(e) = scheduler::on_signal(sig, cb) {
-            eprintln!("netlistenerd: cannot install signal handler {sig}: {e}");
+            eprintln!("{name}: cannot install signal handler {sig}: {e}");
             return Err(2);
         }
     }
     Ok(())
+}
+
+/// Makes `rd` ready for sockets. Absent: created 0700 (missing parents created normally).
+/// Present: it must pass [`check_runtime_dir`] as it is; nothing is chmodded, since another
+/// user may have planted it (a symlink to a directory of theirs, or a shared 1777 directory).
+fn prepare_runtime_dir(rd: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    if let Some(parent) = rd.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    // mkdir(2) does not follow a symlink in the last component: a planted one is EEXIST.
+    match std::fs::DirBuilder::new().mode(0o700).create(rd) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot create it: {e}")),
+    }
+    let m = std::fs::symlink_metadata(rd).map_err(|e| format!("cannot stat it: {e}"))?;
+    let euid = crate::sys::geteuid();
+    check_runtime_dir(
+        m.file_type().is_symlink(),
+        m.is_dir(),
+        m.uid(),
+        m.mode(),
+        euid,
+    )
+    .map_err(|why| {
+        format!(
+            "{why}; refusing it (remove it, or set Runtime_Directory to a directory \
+                 that only uid {euid} can write)"
+        )
+    })
+}
+
+/// The runtime directory rules on an `lstat(2)` of it: a directory (not a symbolic link),
+/// owned by `euid`, writable by neither its group nor others.
+fn check_runtime_dir(
+    symlink: bool,
+    dir: bool,
+    uid: u32,
+    mode: u32,
+    euid: u32,
+) -> Result<(), String> {
+    if symlink {
+        Err("is a symbolic link".to_string())
+    } else if !dir {
+        Err("is not a directory".to_string())
+    } else if uid != euid {
+        Err(format!(
+            "is owned by uid {uid}, not by this daemon's uid {euid}"
+        ))
+    } else if mode & 0o022 != 0 {
+        Err(format!(
+            "is writable by its group or by others (mode {:04o})",
+            mode & 0o7777
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 fn runtime_dir(gen: &Generation) -> PathBuf {
@@ -341,40 +491,82 @@ fn apply_log_level(gen: &Generation) {
     }
 }
 
-/// Applies a new generation: Listens diffed, pools sized, log level set. Returns one
-/// `warning: …` line per Listen that is now in a failed state (already logged), so the console
-/// can show it next to its OK.
+/// Applies a new generation: Listens diffed, pools sized, log level set. Returns what changed
+/// for the console to show next to its OK: one `closed …` / `opened …` line per Listen that
+/// stopped or started listening, and one `warning: …` line per Listen now in a failed state
+/// (already logged).
 pub fn apply_generation(gen: &Arc<Generation>) -> String {
     apply_log_level(gen);
+    let before = nl::listeners_report();
     if let Err(e) = nl::netlistener_apply(gen) {
         log::error!("applying configuration generation {}: {e}", gen.number());
     }
-    nl::listeners_report()
-        .into_iter()
-        .filter(|r| r.state.starts_with("failed"))
-        .map(|r| {
-            format!(
-                "warning: {} Listen \"{}\": {}\n",
-                r.kind, r.address, r.state
-            )
-        })
-        .collect()
+    listen_changes(&before, &nl::listeners_report())
 }
 
+/// The `closed`, `opened` and `warning` lines of [`apply_generation`], from the `listeners`
+/// reports before and after.
+fn listen_changes(before: &[nl::ListenReport], after: &[nl::ListenReport]) -> String {
+    let same = |a: &nl::ListenReport, b: &nl::ListenReport| {
+        a.kind.eq_ignore_ascii_case(&b.kind) && a.address == b.address
+    };
+    let listening = |r: &nl::ListenReport| r.state == "listening";
+    let mut out = String::new();
+    for b in before.iter().filter(|b| listening(b)) {
+        if !after.iter().any(|a| same(a, b) && listening(a)) {
+            out.push_str(&format!("closed {} Listen \"{}\"\n", b.kind, b.address));
+        }
+    }
+    for a in after.iter().filter(|a| listening(a)) {
+        if !before.iter().any(|b| same(a, b) && listening(b)) {
+            let (k, addr, bound) = (&a.kind, &a.address, &a.bound);
+            out.push_str(&format!("opened {k} Listen \"{addr}\" on {bound}\n"));
+        }
+    }
+    for a in after.iter().filter(|a| a.state.starts_with("failed")) {
+        let (k, addr, state) = (&a.kind, &a.address, &a.state);
+        out.push_str(&format!("warning: {k} Listen \"{addr}\": {state}\n"));
+    }
+    out
+}
+
+/// True once a shutdown was requested (signal or console): the drain is running.
+pub fn shutting_down() -> bool {
+    SHUTDOWN_REQUESTED.with(Cell::get)
+}
+
+/// The reply to a reload, `config set` or `config unset` asked for during the drain: applying
+/// a generation would reopen the Listens the drain closed.
+pub const RELOAD_REFUSED_SHUTDOWN: &str = "shutting down; reload refused";
+
 /// Re-reads the configuration and applies it; on error the running generation stays and the
-/// errors are logged and returned. C: the `SIGHUP` handler's work.
+/// errors are logged and returned. Refused once a shutdown was requested.
+///
+/// C: the `SIGHUP` handler's work.
 pub fn reload() -> Result<String, String> {
+    if shutting_down() {
+        log::warn!("{RELOAD_REFUSED_SHUTDOWN}");
+        return Err(RELOAD_REFUSED_SHUTDOWN.to_string());
+    }
     let store = nl::netlistener_config().map_err(|e| e.to_string())?;
+    let path = STATE.with(|s| s.borrow().as_ref().map(|d| d.config_path.clone()));
+    if let Some(Err(e)) = path.as_deref().map(check_conf_files) {
+        log::error!("reload refused: {e}");
+        let n = store.current().number();
+        return Err(format!(
+            "reload refused; generation {n} keeps serving:\n{e}"
+        ));
+    }
     match store.reload() {
         Ok(gen) => {
-            let failed = apply_generation(&gen);
+            let changes = apply_generation(&gen);
             log::info!("configuration reloaded: generation {}", gen.number());
+            // The store logged the generation's warnings already: only the reply shows them.
             let mut out = format!(
-                "configuration reloaded: generation {}\n{failed}",
+                "configuration reloaded: generation {}\n{changes}",
                 gen.number()
             );
             for w in gen.warnings() {
-                log::warn!("{w}");
                 out.push_str(&format!("warning: {w}\n"));
             }
             Ok(out)
@@ -392,6 +584,8 @@ pub fn reload() -> Result<String, String> {
 }
 
 fn on_hup(_signo: i32, _now: Instant) {
+    log::info!("SIGHUP: reloading the configuration");
+    // reload() logs its outcome, success or refusal.
     let _ = reload();
 }
 
@@ -446,7 +640,7 @@ fn drain_tick(_e: &mut Event, et: i32, closure: &mut Closure, now: Instant) -> i
         log::warn!("shutdown deadline reached: closed {n} session(s)");
     }
     scheduler::shutdown_pools();
-    log::info!("netlistenerd stopped");
+    log::info!("{} stopped", daemon_info().name);
     scheduler::stop_scheduler();
     0
 }
@@ -473,5 +667,85 @@ mod tests {
             args(&["--frobnicate"]).unwrap_err(),
             "unknown argument: --frobnicate"
         );
+    }
+
+    #[test]
+    fn runtime_directory_rules() {
+        let ok = check_runtime_dir(false, true, 1000, 0o40700, 1000);
+        assert_eq!(ok, Ok(()));
+        assert_eq!(check_runtime_dir(false, true, 1000, 0o40755, 1000), Ok(()));
+        assert_eq!(
+            check_runtime_dir(true, false, 1000, 0o120777, 1000).unwrap_err(),
+            "is a symbolic link"
+        );
+        assert_eq!(
+            check_runtime_dir(false, false, 1000, 0o100600, 1000).unwrap_err(),
+            "is not a directory"
+        );
+        assert_eq!(
+            check_runtime_dir(false, true, 65534, 0o40700, 0).unwrap_err(),
+            "is owned by uid 65534, not by this daemon's uid 0"
+        );
+        for mode in [0o41777, 0o40770, 0o40702] {
+            let e = check_runtime_dir(false, true, 0, mode, 0).unwrap_err();
+            assert!(
+                e.starts_with("is writable by its group or by others"),
+                "{e}"
+            );
+        }
+        assert!(check_runtime_dir(false, true, 0, 0o41777, 0)
+            .unwrap_err()
+            .contains("(mode 1777)"));
+    }
+
+    fn report(kind: &str, address: &str, state: &str) -> nl::ListenReport {
+        nl::ListenReport {
+            kind: kind.to_string(),
+            address: address.to_string(),
+            bound: if state == "listening" { address } else { "-" }.to_string(),
+            state: state.to_string(),
+            concurrency: 0,
+            fd: -1,
+            stats: Default::default(),
+        }
+    }
+
+    #[test]
+    fn listen_changes_name_what_opened_closed_and_failed() {
+        let before = [
+            report("Echo_Listener", "127.0.0.1:1", "listening"),
+            report("Echo_Listener", "127.0.0.1:2", "listening"),
+        ];
+        let after = [
+            report("Echo_Listener", "127.0.0.1:1", "listening"),
+            report("Echo_Listener", "127.0.0.1:2", "disabled"),
+            report("Echo_Listener", "127.0.0.1:3", "listening"),
+            report("Echo_Listener", "127.0.0.1:4", "failed: bind: x (errno 98)"),
+        ];
+        assert_eq!(
+            listen_changes(&before, &after),
+            "closed Echo_Listener Listen \"127.0.0.1:2\"\n\
+             opened Echo_Listener Listen \"127.0.0.1:3\" on 127.0.0.1:3\n\
+             warning: Echo_Listener Listen \"127.0.0.1:4\": failed: bind: x (errno 98)\n"
+        );
+        assert_eq!(listen_changes(&before, &before), "");
+    }
+
+    #[test]
+    fn a_directory_without_conf_files_is_an_error() {
+        let d = std::env::temp_dir().join(format!("nl-daemon-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("notes.txt"), "x").unwrap();
+        std::fs::write(d.join(".hidden.conf"), "x").unwrap();
+        let e = check_conf_files(&d).unwrap_err();
+        assert!(e.starts_with("no configuration files in "), "{e}");
+        std::fs::write(d.join("10.conf"), "").unwrap();
+        assert_eq!(check_conf_files(&d), Ok(()));
+        assert_eq!(
+            check_conf_files(&d.join("10.conf")),
+            Ok(()),
+            "a file is fine"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -128,6 +128,36 @@ fn fake_console(dir: &TestDir, reply: &'static [u8]) -> std::path::PathBuf {
     path
 }
 
+/// A raw console session on the Unix socket, speaking the framed protocol itself.
+struct Console {
+    r: std::io::BufReader<std::os::unix::net::UnixStream>,
+}
+
+impl Console {
+    fn open(sock: &std::path::Path) -> Console {
+        let s = std::os::unix::net::UnixStream::connect(sock).expect("connect to the console");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Console {
+            r: std::io::BufReader::new(s),
+        }
+    }
+
+    /// Sends `cmd`; returns the reply's tag (`OK`, `ERR`) and text.
+    fn command(&mut self, cmd: &str) -> (String, String) {
+        use std::io::BufRead;
+        self.r
+            .get_mut()
+            .write_all(format!("{cmd}\n").as_bytes())
+            .unwrap();
+        let mut head = String::new();
+        self.r.read_line(&mut head).expect("reply header");
+        let (tag, len) = head.trim_end().split_once(' ').expect("tag and length");
+        let mut body = vec![0u8; len.parse().expect("length")];
+        self.r.read_exact(&mut body).expect("reply body");
+        (tag.to_string(), String::from_utf8(body).unwrap())
+    }
+}
+
 // ---------------- command line, --check, exit codes
 
 #[test]
@@ -160,7 +190,7 @@ fn bad_command_lines() {
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     assert_eq!(
         String::from_utf8_lossy(&o.stderr),
-        "usage: nlctl [-s SOCKET] COMMAND...\n"
+        "usage: nlctl [-s SOCKET] [COMMAND...]   (nlctl help lists the commands)\n"
     );
     let o = run_with_deadline(
         std::process::Command::new(NLCTL).arg("--help"),
@@ -514,6 +544,27 @@ fn console_commands_through_nlctl() {
     let r = d.ctl(&["count", "Echo", "nonsense"]);
     assert_eq!(r.code, Some(1));
     assert!(r.stderr.contains("is not a CIDR"), "{r:?}");
+    let r = d.ctl(&["count", "Nope", "127.0.0.0/8"]);
+    assert_eq!(r.code, Some(1));
+    assert_eq!(
+        r.stderr,
+        "Nope: unknown listener type (known: Control_Listener, Echo_Listener, ESMTP_Listener)\n"
+    );
+    // Control characters echoed back are escaped: they cannot drive the terminal.
+    let r = nlctl_piped(&d.sock, b"bogus\x1b[2J\x07\n");
+    assert_eq!(
+        r.stderr,
+        "unknown command or bad arguments: bogus\\u{1b}[2J\\u{7} (try help)\n"
+    );
+    // Configuration changes are logged with the peer's uid.
+    let me = netlistener::sys::geteuid();
+    let log = d.log_text();
+    for line in [
+        format!("control: uid {me}: config set Echo_Listener Idle_Time 45s"),
+        format!("control: uid {me}: config unset Echo_Listener Idle_Time"),
+    ] {
+        assert!(log.contains(&line), "{line:?} not in:\n{log}");
+    }
 
     // Commands from a pipe share one session; blank lines are skipped.
     let r = nlctl_piped(&d.sock, b"pid\nversion\n\nquit\n");
@@ -605,7 +656,7 @@ fn enable_false_refuses_new_connections_but_keeps_sessions() {
             "Enable",
             "false"
         ]),
-        "ok: generation 2\n"
+        "ok: generation 2\nclosed Echo_Listener Listen \"127.0.0.1:0\"\n"
     );
     assert_eq!(
         d.listeners("Echo_Listener"),
@@ -617,8 +668,8 @@ fn enable_false_refuses_new_connections_but_keeps_sessions() {
     );
     assert!(refused(echo), "a disabled Listen still accepts");
     round_trip(&mut live, b"after: the session goes on");
-    // Enabling again opens a new socket (port 0: a new port) that serves.
-    d.ctl_ok(&[
+    // Enabling again opens a new socket (port 0: a new port) that serves; the reply says so.
+    let reply = d.ctl_ok(&[
         "config",
         "unset",
         "Echo_Listener Listen \"127.0.0.1:0\"",
@@ -626,6 +677,13 @@ fn enable_false_refuses_new_connections_but_keeps_sessions() {
     ]);
     let again = d.bound("Echo_Listener");
     assert_eq!(again.len(), 1);
+    assert_eq!(
+        reply,
+        format!(
+            "ok: generation 3\nopened Echo_Listener Listen \"127.0.0.1:0\" on {}\n",
+            again[0]
+        )
+    );
     echo_once(again[0], b"re-enabled");
     round_trip(&mut live, b"still");
 }
@@ -667,8 +725,6 @@ fn control_socket_mode_is_0600() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
-    let rd = std::fs::metadata(&dir.path).unwrap().permissions().mode();
-    assert_eq!(rd & 0o777, 0o700, "runtime directory mode {rd:o}");
 }
 
 #[test]
@@ -707,9 +763,29 @@ fn tcp_console_serves_loopback_peers() {
 }
 
 #[test]
+fn tcp_console_with_an_accept_thread_serves_loopback_peers() {
+    let dir = TestDir::new("tcp-console-thr");
+    // The acceptor runs on the accept thread: what it reads must not be thread-local.
+    let (d, tcp) = start_tcp_console(
+        &dir,
+        "127.0.0.1:0",
+        "[Control_Listener Listen \"127.0.0.1:0\"]\nConcurrency = 1\n",
+    );
+    let ls = d.ctl_ok(&["listeners"]);
+    let row = ls
+        .lines()
+        .find(|l| l.contains(&tcp.to_string()))
+        .unwrap_or_else(|| panic!("{ls}"));
+    assert_eq!(row.split_whitespace().nth(3), Some("1"), "{ls}");
+    let r = nlctl_at(&tcp_target(tcp), &["pid"]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(r.stdout, format!("{}\n", d.pid()));
+}
+
+#[test]
 fn console_denied_peer_gets_a_well_framed_refusal() {
     let dir = TestDir::new("console-deny");
-    let (_d, tcp) = start_tcp_console(
+    let (d, tcp) = start_tcp_console(
         &dir,
         "127.0.0.1:0",
         // Unix-socket peers count as loopback: deny in the TCP Listen's own Peer scope only.
@@ -718,6 +794,15 @@ fn console_denied_peer_gets_a_well_framed_refusal() {
     let r = nlctl_at(&tcp_target(tcp), &["pid"]);
     assert_eq!(r.code, Some(1), "{r:?}");
     assert_eq!(r.stderr, "permission denied\r\n", "{r:?}");
+    // The refusal is counted by reason: refused 1, deny 1 (columns 7 and 8 of `listeners`).
+    let ls = d.ctl_ok(&["listeners"]);
+    let row: Vec<&str> = ls
+        .lines()
+        .find(|l| l.contains(&tcp.to_string()))
+        .unwrap_or_else(|| panic!("{ls}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!((row[7], row[8]), ("1", "1"), "refused, deny: {ls}");
 }
 
 #[test]
@@ -744,16 +829,36 @@ fn console_over_its_session_cap_gets_a_well_framed_busy() {
 
 #[test]
 fn tcp_console_refuses_remote_peers_unless_allowed() {
+    tcp_console_remote_peers(0);
+}
+
+#[test]
+fn tcp_console_with_an_accept_thread_refuses_remote_peers_unless_allowed() {
+    tcp_console_remote_peers(1);
+}
+
+/// Remote peers of a TCP console accepting with `concurrency` threads.
+fn tcp_console_remote_peers(concurrency: u32) {
     let Some(ip) = non_loopback_ip() else {
         eprintln!("skipped: this host has no non-loopback IPv4 address");
         return;
     };
-    let dir = TestDir::new("console-remote");
-    let (d, tcp) = start_tcp_console(&dir, &format!("{ip}:0"), "");
+    let dir = TestDir::new(&format!("console-remote{concurrency}"));
+    let listen = format!("{ip}:0");
+    let (d, tcp) = start_tcp_console(
+        &dir,
+        &listen,
+        &format!("[Control_Listener Listen \"{listen}\"]\nConcurrency = {concurrency}\n"),
+    );
     // The peer is this host's own non-loopback address: not loopback, so refused.
     let r = nlctl_at(&tcp_target(tcp), &["pid"]);
     assert_eq!(r.code, Some(1), "{r:?}");
     assert_eq!(r.stderr, "permission denied\r\n", "{r:?}");
+    let log = d.log_text();
+    assert!(
+        log.contains(&format!("control: refused a console connection from {ip}:")),
+        "{log}"
+    );
     // Allow_Remote in its Peer scope lets it in.
     d.ctl_ok(&[
         "config",
@@ -869,7 +974,10 @@ fn console_reload_with_new_listen_serves_it() {
     );
     assert_eq!(
         d.ctl_ok(&["config", "reload"]),
-        "configuration reloaded: generation 2\n"
+        format!(
+            "configuration reloaded: generation 2\n\
+             opened Echo_Listener Listen \"127.0.0.1:{port}\" on 127.0.0.1:{port}\n"
+        )
     );
     let new: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     assert_eq!(d.bound("Echo_Listener"), vec![echo, new]);
@@ -1073,4 +1181,571 @@ fn shutdown_timeout_closes_a_session_that_never_ends() {
         Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
         other => panic!("session not closed: {other:?}"),
     }
+}
+
+#[test]
+fn reloads_are_refused_during_the_drain() {
+    let dir = TestDir::new("drain-reload");
+    let (mut d, echo) = start_echo(&dir, "Shutdown_Timeout = 30s\n", "");
+    let mut live = connect(echo);
+    round_trip(&mut live, b"before");
+    // A console session opened before the shutdown: it is drained like any other.
+    let mut console = Console::open(&d.sock);
+    let port = free_port();
+    dir.write_conf(
+        "50-new.conf",
+        &format!("[Echo_Listener Listen \"127.0.0.1:{port}\"]\n"),
+    );
+    let new: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    d.signal("TERM");
+    poll_until(
+        "listener closed after SIGTERM",
+        Duration::from_secs(10),
+        || refused(echo).then_some(()),
+    );
+    d.signal("HUP");
+    poll_until("SIGHUP refused in the log", Duration::from_secs(10), || {
+        d.log_text()
+            .contains("shutting down; reload refused")
+            .then_some(())
+    });
+    for cmd in [
+        "config reload",
+        "config set Echo_Listener Idle_Time 5s",
+        "config unset Echo_Listener Idle_Time",
+    ] {
+        assert_eq!(
+            console.command(cmd),
+            (
+                "ERR".to_string(),
+                "shutting down; reload refused\n".to_string()
+            ),
+            "{cmd}"
+        );
+    }
+    // Reading the configuration is still fine.
+    assert_eq!(
+        console.command("config get Echo_Listener Idle_Time").0,
+        "OK"
+    );
+    // Nothing reopened: neither the old Listen nor the new one serves.
+    assert!(refused(echo), "the drained Listen reopened");
+    assert!(refused(new), "a Listen added during the drain opened");
+    round_trip(&mut live, b"the session is still drained, not cut");
+    drop(console);
+    drop(live);
+    let st = d.wait_exit(Duration::from_secs(10)).expect("daemon exits");
+    assert_eq!(st.code(), Some(0), "{}", d.log_text());
+    assert!(!d.log_text().contains("generation 2"), "{}", d.log_text());
+}
+
+// ---------------- runtime directory
+
+/// Runs `netlistenerd` on a config whose Runtime_Directory is `rd`; returns its stderr and
+/// asserts exit status 2.
+fn start_refused_with_runtime_dir(dir: &TestDir, rd: &std::path::Path) -> String {
+    dir.write_conf(
+        "00.conf",
+        &format!(
+            "Runtime_Directory = {}\n[Control_Listener Listen \"control.sock\"]\n",
+            rd.display()
+        ),
+    );
+    let o = netlistenerd(&["-c", dir.conf_dir().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn mode_of(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+fn mkdir_mode(p: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir(p).unwrap();
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn runtime_directory_that_is_a_symlink_is_refused() {
+    let dir = TestDir::new("rd-symlink");
+    // Another user's directory, and the link they planted where the daemon looks.
+    let victim = dir.path.join("victim");
+    mkdir_mode(&victim, 0o755);
+    let link = dir.path.join("netlistener-link");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let err = start_refused_with_runtime_dir(&dir, &link);
+    assert!(
+        err.contains(&format!(
+            "runtime directory {}: is a symbolic link; refusing it",
+            link.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(mode_of(&victim), 0o755, "the link's target was chmodded");
+    assert!(
+        !victim.join("control.sock").exists(),
+        "a socket in the target"
+    );
+}
+
+#[test]
+fn runtime_directory_writable_by_others_is_refused_and_left_alone() {
+    let dir = TestDir::new("rd-shared");
+    for (name, mode) in [("group", 0o770), ("sticky", 0o1777)] {
+        let rd = dir.path.join(name);
+        mkdir_mode(&rd, mode);
+        let err = start_refused_with_runtime_dir(&dir, &rd);
+        assert!(
+            err.contains(&format!(
+                "runtime directory {}: is writable by its group or by others (mode {mode:04o})",
+                rd.display()
+            )),
+            "{err}"
+        );
+        assert_eq!(mode_of(&rd), mode, "{name}: the mode was changed");
+        assert!(!rd.join("control.sock").exists());
+    }
+}
+
+#[test]
+fn runtime_directory_of_another_user_is_refused() {
+    if netlistener::sys::geteuid() != 0 {
+        eprintln!("skipped: only root can give a directory to another user");
+        return;
+    }
+    let dir = TestDir::new("rd-owner");
+    let rd = dir.path.join("theirs");
+    mkdir_mode(&rd, 0o700);
+    std::os::unix::fs::chown(&rd, Some(65534), Some(65534)).unwrap();
+    let err = start_refused_with_runtime_dir(&dir, &rd);
+    assert!(
+        err.contains("is owned by uid 65534, not by this daemon's uid 0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn absent_runtime_directory_is_created_0700_with_its_parents() {
+    let dir = TestDir::new("rd-create");
+    let rd = dir.path.join("a").join("b").join("run");
+    dir.write_conf(
+        "00.conf",
+        &format!(
+            "Runtime_Directory = {}\n[Control_Listener Listen \"control.sock\"]\n",
+            rd.display()
+        ),
+    );
+    let _d = Daemon::start_with(&dir, rd.join("control.sock"), &[]);
+    assert_eq!(mode_of(&rd), 0o700);
+    // Parents are created normally (by the umask), not 0700.
+    assert!(dir.path.join("a").join("b").is_dir());
+}
+
+#[test]
+fn systemd_runtime_directory_is_the_default() {
+    let dir = TestDir::new("rd-systemd");
+    // As systemd's RuntimeDirectory= leaves it: created, 0700, named in $RUNTIME_DIRECTORY.
+    let rd = dir.path.join("run-netlistener");
+    mkdir_mode(&rd, 0o700);
+    dir.write_conf("00.conf", "[Control_Listener Listen \"control.sock\"]\n");
+    let rd_text = rd.display().to_string();
+    let env = [("RUNTIME_DIRECTORY", rd_text.as_str())];
+    let d = Daemon::start_env(&dir, rd.join("control.sock"), &[], &env);
+    assert_eq!(d.ctl_ok(&["pid"]), format!("{}\n", d.pid()));
+}
+
+// ---------------- nlctl: command line, quoting, prompt, other users
+
+#[test]
+fn nlctl_refuses_an_empty_command_without_waiting() {
+    let dir = TestDir::new("empty-cmd");
+    let (d, _) = start_echo(&dir, "", "");
+    for args in [&[""][..], &["   "], &["", "\t"]] {
+        // Before the fix: 30 s, then "read: Resource temporarily unavailable".
+        let r = d.ctl(args);
+        assert_eq!(r.code, Some(2), "{args:?}: {r:?}");
+        assert!(
+            r.stderr.starts_with("nlctl: empty command\nusage: nlctl "),
+            "{args:?}: {r:?}"
+        );
+    }
+}
+
+#[test]
+fn nlctl_quotes_words_with_spaces_and_refuses_line_breaks() {
+    let dir = TestDir::new("quoting");
+    let (d, _) = start_echo(&dir, "", "");
+    let banner = "220 mx.example.org ready";
+    assert_eq!(
+        d.ctl_ok(&["config", "set", "ESMTP_Listener", "Static_Banner", banner]),
+        "ok: generation 2\n"
+    );
+    assert_eq!(
+        d.ctl_ok(&["config", "get", "ESMTP_Listener", "Static_Banner"]),
+        format!("Static_Banner = {banner}\n")
+    );
+    // A line break would be two commands: refused before anything is sent.
+    let r = d.ctl(&[
+        "config",
+        "set",
+        "Echo_Listener",
+        "Idle_Time",
+        "5s\nshutdown",
+    ]);
+    assert_eq!(r.code, Some(2), "{r:?}");
+    assert!(r.stderr.contains("holds a line break"), "{r:?}");
+    assert!(d.ctl_ok(&["summary"]).contains("config generation 2"));
+}
+
+#[test]
+fn nlctl_from_a_pipe_stops_after_shutdown() {
+    let dir = TestDir::new("pipe-shutdown");
+    let (mut d, _) = start_echo(&dir, "", "");
+    let r = nlctl_piped(&d.sock, b"pid\nshutdown\npid\n");
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(r.stdout, format!("{}\nshutting down\n", d.pid()));
+    assert_eq!(r.stderr, "");
+    let st = d.wait_exit(Duration::from_secs(10)).expect("daemon exits");
+    assert_eq!(st.code(), Some(0));
+}
+
+/// `script` from util-linux, which runs a command on a pseudo-terminal.
+fn have_script() -> bool {
+    std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn interactive_prompt_leaves_after_shutdown() {
+    if !have_script() {
+        eprintln!("skipped: no script(1) to give nlctl a terminal");
+        return;
+    }
+    let dir = TestDir::new("prompt");
+    let (mut d, _) = start_echo(&dir, "", "");
+    let cmd = format!("'{NLCTL}' -s '{}'", d.sock.display());
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The terminal line discipline hands nlctl one line per read.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"pid\nbogus\nshutdown\npid\n")
+        .unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let st = wait_deadline(&mut child, Duration::from_secs(20)).expect("nlctl leaves");
+    // Before the fix: the `pid` after `shutdown` failed with "send: Broken pipe", exit 2.
+    assert_eq!(st.code(), Some(0), "{out}");
+    assert!(out.contains("connected to netlistenerd at"), "{out}");
+    assert!(out.contains("nlctl> "), "{out}");
+    assert!(out.contains(&format!("{}\r\n", d.pid())), "{out}");
+    assert!(
+        out.contains("unknown command or bad arguments: bogus"),
+        "{out}"
+    );
+    assert!(out.contains("shutting down"), "{out}");
+    assert!(!out.contains("Broken pipe"), "{out}");
+    let st = d.wait_exit(Duration::from_secs(10)).expect("daemon exits");
+    assert_eq!(st.code(), Some(0));
+}
+
+/// `setpriv` from util-linux, to run nlctl as another user.
+fn have_setpriv() -> bool {
+    std::process::Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// `nlctl -s SOCK pid` as uid and gid 65534 (nobody).
+fn nlctl_as_nobody(sock: &std::path::Path) -> Ctl {
+    let o = run_with_deadline(
+        std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                NLCTL,
+                "-s",
+            ])
+            .arg(sock)
+            .arg("pid"),
+        Duration::from_secs(20),
+    );
+    Ctl {
+        code: o.status.code(),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn console_refuses_a_peer_of_another_uid() {
+    if netlistener::sys::geteuid() != 0 || !have_setpriv() {
+        eprintln!("skipped: needs root and setpriv(1) to connect as another user");
+        return;
+    }
+    let dir = TestDir::new("other-uid");
+    // The test dir is 0755: nobody may reach the sockets; only the file mode differs.
+    let open = dir.path.join("open.sock");
+    let closed = dir.path.join("closed.sock");
+    dir.write_conf(
+        "00.conf",
+        &format!(
+            "{}[Control_Listener Listen \"{}\"]\nFile_Mode = 0666\n\
+             [Control_Listener Listen \"{}\"]\n",
+            dir.base_conf(),
+            open.display(),
+            closed.display()
+        ),
+    );
+    let d = Daemon::start(&dir);
+    // A socket anyone may connect to: the daemon checks the peer's uid and refuses.
+    let r = nlctl_as_nobody(&open);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert_eq!(r.stderr, "permission denied\r\n", "{r:?}");
+    poll_until("the refusal names the uid", Duration::from_secs(10), || {
+        d.log_text()
+            .contains("control: refused a console connection from uid 65534")
+            .then_some(())
+    });
+    // A 0600 socket: connect(2) fails with EACCES, and nlctl says what that means.
+    let r = nlctl_as_nobody(&closed);
+    assert_eq!(r.code, Some(2), "{r:?}");
+    assert_eq!(
+        r.stderr,
+        format!(
+            "nlctl: cannot reach netlistenerd at {}: permission denied \
+             (the console admits root and the daemon's user)\n",
+            closed.display()
+        )
+    );
+    assert_eq!(
+        d.ctl_ok(&["pid"]),
+        format!("{}\n", d.pid()),
+        "root still may"
+    );
+}
+
+// ---------------- log level, configuration directory, listeners layout
+
+#[test]
+fn log_level_flag_overrides_log_level_option() {
+    let dir = TestDir::new("log-level");
+    dir.write_conf(
+        "00.conf",
+        &format!("Log_Level = debug\n{}", dir.base_conf()),
+    );
+    let d = Daemon::start_with(&dir, dir.control_sock(), &["--log-level", "error"]);
+    dir.write_conf("50-broken.conf", BROKEN);
+    assert_eq!(d.ctl(&["config", "reload"]).code, Some(1));
+    let log = d.log_text();
+    assert!(
+        log.contains("ERROR") && log.contains("reload refused"),
+        "{log}"
+    );
+    assert!(!log.contains(" INFO ") && !log.contains(" DEBUG "), "{log}");
+    drop(d);
+    // Without the flag, the option decides: warn hides the start-up INFO lines.
+    let dir = TestDir::new("log-option");
+    dir.write_conf("00.conf", &format!("Log_Level = warn\n{}", dir.base_conf()));
+    let d = Daemon::start_with(&dir, dir.control_sock(), &[]);
+    d.ctl_ok(&["pid"]);
+    assert!(!d.log_text().contains(" INFO "), "{}", d.log_text());
+}
+
+#[test]
+fn configuration_directory_without_conf_files_is_an_error() {
+    let dir = TestDir::new("no-conf");
+    std::fs::write(dir.conf_dir().join("README"), "not a .conf file\n").unwrap();
+    let conf = dir.conf_dir().display().to_string();
+    for args in [&["-c", &conf][..], &["-c", &conf, "--check"]] {
+        let o = netlistenerd(args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {o:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&o.stderr),
+            format!(
+                "netlistenerd: no configuration files in {conf} (a directory needs *.conf files)\n"
+            )
+        );
+    }
+    // A reload of a directory emptied meanwhile is refused too: it would close everything.
+    let (d, echo) = start_echo(&dir, "", "");
+    std::fs::remove_file(dir.conf_dir().join("00.conf")).unwrap();
+    let r = d.ctl(&["config", "reload"]);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert_eq!(
+        r.stderr,
+        format!(
+            "reload refused; generation 1 keeps serving:\n\
+             no configuration files in {conf} (a directory needs *.conf files)\n"
+        )
+    );
+    echo_once(echo, b"still serving");
+}
+
+#[test]
+fn listeners_columns_line_up_with_long_socket_paths() {
+    let dir = TestDir::new("columns");
+    let long = dir
+        .path
+        .join("a-directory-name-long-enough-to-overflow-a-fixed-column");
+    std::fs::create_dir(&long).unwrap();
+    let sock = long.join("console.sock");
+    let (d, _) = start_echo(
+        &dir,
+        "",
+        &format!("[Control_Listener Listen \"{}\"]\n", sock.display()),
+    );
+    let ls = d.ctl_ok(&["listeners"]);
+    let mut lines = ls.lines();
+    let header = lines.next().unwrap();
+    let state_at = header.find("state").unwrap();
+    let thr_end = header.find("thr").unwrap() + 3;
+    assert!(
+        header.contains(" peak ") && header.contains(" deny "),
+        "{ls}"
+    );
+    for l in lines {
+        assert_eq!(l.find("listening"), Some(state_at), "{ls}");
+        // Right-aligned numbers end where their header does.
+        let thr = l.split_whitespace().nth(3).unwrap();
+        assert_eq!(&l[thr_end - thr.len()..thr_end], thr, "{ls}");
+    }
+    assert!(ls.contains(&sock.display().to_string()), "{ls}");
+}
+
+#[test]
+fn config_set_with_a_scope_where_the_option_goes_is_a_usage_error() {
+    let dir = TestDir::new("scope-as-option");
+    let (d, _) = start_echo(&dir, "", "");
+    // The value is missing: Echo_Listener would be read as a global option's name.
+    for args in [
+        &["config", "set", "Echo_Listener", "Idle_Time"][..],
+        &["config", "get", "Echo_Listener"],
+        &["config", "unset", "ThreadPool"],
+    ] {
+        let r = d.ctl(args);
+        assert_eq!(r.code, Some(1), "{args:?}: {r:?}");
+        assert!(r.stderr.starts_with("usage: config "), "{args:?}: {r:?}");
+        assert!(
+            r.stderr
+                .contains("names a scope, not an option: is a word missing?"),
+            "{args:?}: {r:?}"
+        );
+    }
+    // Pathway is a scope and an option: as an option it is fine.
+    let r = d.ctl(&["config", "get", "Echo_Listener", "Pathway"]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+}
+
+// ---------------- examples/custom_daemon: a third party's daemon
+
+/// Builds `examples/custom_daemon` (`cargo test --test daemon` builds no examples) with the
+/// cargo running this test, once, and returns its path.
+fn custom_daemon() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let profile_dir = std::path::Path::new(NETLISTENERD).parent().unwrap();
+            let mut cmd = std::process::Command::new(env!("CARGO"));
+            cmd.args(["build", "-q", "--example", "custom_daemon"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            if profile_dir.ends_with("release") {
+                cmd.arg("--release");
+            }
+            let o = run_with_deadline(&mut cmd, Duration::from_secs(300));
+            assert!(o.status.success(), "cargo build --example: {o:?}");
+            profile_dir.join("examples").join("custom_daemon")
+        })
+        .clone()
+}
+
+#[test]
+fn custom_daemon_has_its_own_name() {
+    let bin = custom_daemon();
+    let o = run_with_deadline(
+        std::process::Command::new(&bin).arg("--version"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "shoutd 1.0.0\n");
+    let o = run_with_deadline(
+        std::process::Command::new(&bin).arg("--bogus"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .starts_with("shoutd: unknown argument: --bogus\nusage: shoutd "),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn custom_daemon_shouts_with_bounded_output() {
+    const MIB: usize = 1 << 20;
+    let bin = custom_daemon();
+    let dir = TestDir::new("shout");
+    dir.write_conf(
+        "00.conf",
+        &format!(
+            "{}[Shout_Listener]\nTCP_Recv_Buffer_Size = 64k\nTCP_Send_Buffer_Size = 64k\n\
+             [Shout_Listener Listen \"127.0.0.1:0\"]\n",
+            dir.base_conf()
+        ),
+    );
+    let d = Daemon::start_bin(&bin, &dir, dir.control_sock(), &[], &[]);
+    assert_eq!(d.ctl_ok(&["version"]), "shoutd 1.0.0\n");
+    let addr = d.bound("Shout_Listener")[0];
+    let mut s = connect(addr);
+    let hello = "HELLO from 127.0.0.1:0\r\n";
+    let mut got = vec![0u8; hello.len()];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(String::from_utf8_lossy(&got), hello);
+    s.write_all(b"quiet please\n").unwrap();
+    let mut got = [0u8; 13];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"QUIET PLEASE\n");
+    // A client that never reads: the writer stalls, the daemon serves the others.
+    let w = connect(addr);
+    w.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut w = w;
+        let chunk = vec![b'z'; 64 * 1024];
+        let mut sent = 0usize;
+        while sent < 64 * MIB {
+            match w.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+        (w, sent)
+    });
+    let (w, sent) = writer.join().unwrap();
+    assert!(
+        sent < 64 * MIB,
+        "the server read all {sent} bytes: no backpressure"
+    );
+    s.write_all(b"still there\n").unwrap();
+    let mut got = [0u8; 12];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"STILL THERE\n");
+    drop(w);
 }

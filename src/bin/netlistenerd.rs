@@ -1,8 +1,10 @@
 //! `netlistenerd`: the netlistener daemon (see `netlistenerd(8)`).
 //!
 //! All the work is in [`netlistener::daemon::daemon_main`], which a third-party daemon calls
-//! with its own module table.
+//! with its own name and module table.
+
+use netlistener::daemon::{daemon_main, DaemonInfo, BUILTIN_MODULES};
 
 fn main() -> std::process::ExitCode {
-    netlistener::daemon::daemon_main(netlistener::daemon::BUILTIN_MODULES)
+    daemon_main(DaemonInfo::NETLISTENERD, BUILTIN_MODULES)
 }

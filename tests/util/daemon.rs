@@ -27,8 +27,11 @@ pub struct TestDir {
 }
 
 impl TestDir {
-    /// Creates `<temp>/nld-<test>-<pid>-<n>` with an empty `conf.d` inside.
+    /// Creates `<temp>/nld-<test>-<pid>-<n>` (mode 0755 whatever the umask: it is the
+    /// daemon's runtime directory, which must not be group- or world-writable) with an empty
+    /// `conf.d` inside.
     pub fn new(test: &str) -> TestDir {
+        use std::os::unix::fs::PermissionsExt;
         static N: AtomicUsize = AtomicUsize::new(0);
         let path = std::env::temp_dir().join(format!(
             "nld-{test}-{}-{}",
@@ -37,6 +40,8 @@ impl TestDir {
         ));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(path.join("conf.d")).expect("create test dir");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod test dir");
         TestDir { path }
     }
 
@@ -168,21 +173,41 @@ impl Daemon {
     /// Spawns `netlistenerd -c <dir>/conf.d --log-level debug` and waits until its console
     /// answers `pid` (panics with the log if it exits or does not answer in time).
     pub fn start(dir: &TestDir) -> Daemon {
+        Daemon::start_with(dir, dir.control_sock(), &["--log-level", "debug"])
+    }
+
+    /// Like [`Daemon::start`], with `args` instead of `--log-level debug`, and the console
+    /// at `sock`.
+    pub fn start_with(dir: &TestDir, sock: PathBuf, args: &[&str]) -> Daemon {
+        Daemon::start_env(dir, sock, args, &[])
+    }
+
+    /// Like [`Daemon::start_with`], with `env` added to the daemon's environment.
+    pub fn start_env(dir: &TestDir, sock: PathBuf, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_bin(Path::new(NETLISTENERD), dir, sock, args, env)
+    }
+
+    /// Like [`Daemon::start_env`], running the daemon binary `bin` (a daemon built on the
+    /// library, such as `examples/custom_daemon`).
+    pub fn start_bin(
+        bin: &Path,
+        dir: &TestDir,
+        sock: PathBuf,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let log = dir.path.join("daemon.log");
-        let child = Command::new(NETLISTENERD)
+        let child = Command::new(bin)
             .arg("-c")
             .arg(dir.conf_dir())
-            .args(["--log-level", "debug"])
+            .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("create daemon.log"))
             .spawn()
             .expect("spawn netlistenerd");
-        let mut d = Daemon {
-            child,
-            sock: dir.control_sock(),
-            log,
-        };
+        let mut d = Daemon { child, sock, log };
         let end = Instant::now() + READY_DEADLINE;
         loop {
             if let Some(st) = d.child.try_wait().expect("try_wait") {
@@ -277,6 +302,10 @@ impl Drop for Daemon {
     }
 }
 
+/// The columns of `listeners` before the state: type, listen, bound, thr, active, peak,
+/// accepted, refused, deny, lcap, scap, acceptor, failed.
+pub const LISTENERS_COUNTERS: usize = 13;
+
 /// Parses `listeners` output: rows whose type is `kind`, as (listen, bound, state). The state
 /// column is everything after the counters (`failed: …` holds spaces).
 pub fn parse_listeners(text: &str, kind: &str) -> Vec<(String, String, String)> {
@@ -284,10 +313,11 @@ pub fn parse_listeners(text: &str, kind: &str) -> Vec<(String, String, String)> 
         .skip(1)
         .filter_map(|l| {
             let w: Vec<&str> = l.split_whitespace().collect();
-            if w.len() < 9 || !w[0].eq_ignore_ascii_case(kind) {
+            if w.len() <= LISTENERS_COUNTERS || !w[0].eq_ignore_ascii_case(kind) {
                 return None;
             }
-            Some((w[1].to_string(), w[2].to_string(), w[8..].join(" ")))
+            let state = w[LISTENERS_COUNTERS..].join(" ");
+            Some((w[1].to_string(), w[2].to_string(), state))
         })
         .collect()
 }
