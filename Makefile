@@ -50,6 +50,8 @@ install: release
 	done
 	install -d $(DESTDIR)$(PREFIX)/share/doc/netlistener/conf.d
 	install -m 0644 conf.d/*.conf $(DESTDIR)$(PREFIX)/share/doc/netlistener/conf.d/
+	sed 's|/usr/local/sbin/|$(PREFIX)/sbin/|g' contrib/netlistenerd.service \
+		> $(DESTDIR)$(PREFIX)/share/doc/netlistener/netlistenerd.service
 
 # Benchmarks: netlistenerd side by side with its anchors (see bench/README.md, BENCHMARKS.md).
 bench: release
