@@ -1655,6 +1655,131 @@ fn config_set_with_a_scope_where_the_option_goes_is_a_usage_error() {
     assert_eq!(r.code, Some(0), "{r:?}");
 }
 
+// ---------------- the README's first session
+
+/// The `console` blocks of the README's "A first session", each as its lines.
+fn readme_session_blocks() -> Vec<Vec<String>> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read README.md");
+    let start = readme.find("## A first session").expect("a first session");
+    let end = start + readme[start..].find("\n## ").expect("the next section");
+    readme[start..end]
+        .split("```console\n")
+        .skip(1)
+        .map(|b| {
+            let b = &b[..b.find("```").expect("closing fence")];
+            b.lines().map(str::to_string).collect()
+        })
+        .collect()
+}
+
+/// The shipped conf.d, with its two TCP ports replaced and the runtime directory the test's.
+fn shipped_conf_d_on(dir: &TestDir, echo: u16, smtp: u16) {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/conf.d");
+    for entry in std::fs::read_dir(shipped).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("127.0.0.1:7007", &format!("127.0.0.1:{echo}"))
+            .replace("127.0.0.1:2525", &format!("127.0.0.1:{smtp}"));
+        let name = path.file_name().unwrap().to_str().unwrap();
+        dir.write_conf(name, &text);
+    }
+    let rd = format!("Runtime_Directory = {}\n", dir.path.display());
+    dir.write_conf("99-test.conf", &rd);
+}
+
+/// Replays an `nc` transcript: lines starting with a reply code are read and compared (the
+/// host name and the queue id, which vary, as patterns), the others are sent.
+fn replay_smtp(addr: SocketAddr, lines: &[String]) {
+    use std::io::BufRead;
+    let mut r = std::io::BufReader::new(connect(addr));
+    let mut host = String::new();
+    let is_reply = |l: &str| l.len() >= 4 && l.as_bytes()[..3].iter().all(u8::is_ascii_digit);
+    for want in lines {
+        if !is_reply(want) {
+            r.get_mut()
+                .write_all(format!("{want}\r\n").as_bytes())
+                .unwrap();
+            continue;
+        }
+        let mut got = String::new();
+        r.read_line(&mut got).expect("a reply line");
+        let got = got.trim_end();
+        if host.is_empty() {
+            host = got.split(' ').nth(1).unwrap_or_default().to_string();
+        }
+        let want = want.replace("myhost", &host);
+        match want.split_once("queued as ") {
+            Some((head, _)) => assert!(got.starts_with(&format!("{head}queued as ")), "{got}"),
+            None => assert_eq!(got, want),
+        }
+    }
+}
+
+#[test]
+fn readme_first_session_matches_the_daemon() {
+    let blocks = readme_session_blocks();
+    assert_eq!(
+        blocks.len(),
+        3,
+        "echo + summary, config eval, SMTP: {blocks:?}"
+    );
+    let dir = TestDir::new("readme");
+    let (echo, smtp) = (free_port(), free_port());
+    shipped_conf_d_on(&dir, echo, smtp);
+    let d = Daemon::start(&dir);
+
+    // Echo: each typed line comes back.
+    let first = &blocks[0];
+    assert!(first[0].starts_with("$ nc 127.0.0.1 7007"), "{first:?}");
+    let ctrl_c = first.iter().position(|l| l == "^C").expect("^C");
+    let mut s = connect(format!("127.0.0.1:{echo}").parse().unwrap());
+    for pair in first[1..ctrl_c].chunks(2) {
+        assert_eq!(pair[0], pair[1], "typed and echoed");
+        round_trip(&mut s, format!("{}\n", pair[0]).as_bytes());
+    }
+    drop(s);
+
+    // nlctl summary: the same header and the same rows (the counters differ).
+    assert_eq!(first[ctrl_c + 1], "$ ./target/release/nlctl summary");
+    let want = &first[ctrl_c + 2..];
+    let got = d.ctl_ok(&["summary"]);
+    let got: Vec<&str> = got.lines().collect();
+    let shape = |l: &str| {
+        l.split_whitespace()
+            .step_by(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(shape(&want[0]), shape(got[0]), "{got:?}");
+    assert_eq!(want[1], got[1], "the header");
+    let names = |v: &[&str]| -> Vec<String> {
+        v.iter()
+            .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
+            .collect()
+    };
+    let want_rows: Vec<&str> = want[2..].iter().map(String::as_str).collect();
+    assert_eq!(names(&want_rows), names(&got[2..]), "{got:?}");
+
+    // config eval: the same line, word for word.
+    let eval = &blocks[1];
+    let cmd = eval[0]
+        .strip_prefix("$ ./target/release/nlctl ")
+        .expect("an nlctl line");
+    let cmd = cmd.replace("127.0.0.1:7007", &format!("127.0.0.1:{echo}"));
+    let args: Vec<&str> = cmd.split_whitespace().collect();
+    assert_eq!(d.ctl_ok(&args), format!("{}\n", eval[1]));
+
+    // SMTP: every reply as shown.
+    let smtp_block = &blocks[2];
+    assert_eq!(smtp_block[0], "$ nc -C 127.0.0.1 2525");
+    replay_smtp(
+        format!("127.0.0.1:{smtp}").parse().unwrap(),
+        &smtp_block[1..],
+    );
+}
+
 // ---------------- examples/custom_daemon: a third party's daemon
 
 /// Builds `examples/custom_daemon` (`cargo test --test daemon` builds no examples) with the
