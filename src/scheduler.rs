@@ -228,6 +228,8 @@ struct Core {
     signals: Vec<(i32, SignalCallback)>,
     signal_write: Option<OwnedFd>,
     pools: HashMap<String, Arc<ThreadPool>>,
+    /// Set by [`shutdown_pools`]: no pool is created or handed out afterwards.
+    pools_shut: bool,
 }
 
 thread_local! {
@@ -302,6 +304,7 @@ impl Scheduler {
             signals: Vec::new(),
             signal_write: None,
             pools: HashMap::new(),
+            pools_shut: false,
         };
         let core = Rc::new(RefCell::new(core));
         CORE.with(|c| *c.borrow_mut() = Some(core.clone()));
@@ -1072,12 +1075,20 @@ fn signal_pipe_cb(e: &mut Event, _et: i32, _cl: &mut Closure, now: Instant) -> i
 /// Default `IO` pool size (blocking disk work).
 pub const IO_POOL_CONCURRENCY: usize = 4;
 
-/// Creates (or replaces the settings of a not-yet-started) named pool on this scheduler.
-/// `backlog` 0 means unbounded. C: thread pool configuration (`ThreadPool` stanzas).
+/// Creates the named pool on this scheduler, or returns the existing one unchanged: a pool's
+/// concurrency and backlog are fixed when it is created (a different setting is logged and
+/// takes effect on restart). `backlog` 0 means unbounded. After [`shutdown_pools`] the pool
+/// returned is already shut down (it refuses every job) and is not kept.
+/// C: thread pool configuration (`ThreadPool` stanzas).
 pub fn configure_pool(name: &str, concurrency: usize, backlog: usize) -> Arc<ThreadPool> {
     let handle = current_handle();
     with_core("configure_pool", |c| {
         let key = name.to_ascii_lowercase();
+        if c.pools_shut {
+            let p = ThreadPool::new(name, concurrency, backlog, handle);
+            p.shutdown();
+            return Arc::new(p);
+        }
         if let Some(p) = c.pools.get(&key) {
             if p.concurrency() == concurrency.max(1) && p.backlog() == backlog {
                 return p.clone();
@@ -1092,10 +1103,12 @@ pub fn configure_pool(name: &str, concurrency: usize, backlog: usize) -> Arc<Thr
 }
 
 /// The pool named `name` (case-insensitive). `IO` and `CPU` are created on first use.
+/// `None` for an unknown name, and for every name after [`shutdown_pools`].
 pub fn get_pool(name: &str) -> Option<Arc<ThreadPool>> {
     let key = name.to_ascii_lowercase();
-    if let Some(p) = with_core("get_pool", |c| c.pools.get(&key).cloned()) {
-        return Some(p);
+    let (found, shut) = with_core("get_pool", |c| (c.pools.get(&key).cloned(), c.pools_shut));
+    if shut || found.is_some() {
+        return found;
     }
     match key.as_str() {
         "io" => Some(configure_pool("IO", IO_POOL_CONCURRENCY, 0)),
@@ -1127,9 +1140,11 @@ pub fn pool_stats() -> Vec<PoolStats> {
 }
 
 /// Shuts every pool down: queued jobs that ask to be drained run, the others are dropped,
-/// and the workers are joined.
+/// and the workers are joined. From then on [`get_pool`] finds no pool and
+/// [`threadpool_submit`] refuses every job (nothing would join new workers).
 pub fn shutdown_pools() {
     let pools: Vec<Arc<ThreadPool>> = with_core("shutdown_pools", |c| {
+        c.pools_shut = true;
         c.pools.drain().map(|(_, p)| p).collect()
     });
     for p in pools {

@@ -9,31 +9,49 @@
 //! scheduler thread, or nothing.
 //!
 //! ```
-//! use netlistener::scheduler::{threadpool_submit, stop_scheduler, Scheduler};
+//! use netlistener::event::{Closure, Event};
+//! use netlistener::scheduler::{schedule_timer, threadpool_submit, stop_scheduler, Scheduler};
 //! use netlistener::threadpool::{Completion, Job};
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use std::time::{Duration, Instant};
+//!
+//! static RESULT: AtomicU64 = AtomicU64::new(0);
+//! fn deadline(_e: &mut Event, _et: i32, _c: &mut Closure, _now: Instant) -> i32 {
+//!     stop_scheduler(); // the job never completed: fail below instead of hanging
+//!     0
+//! }
 //! let sched = Scheduler::new().unwrap();
 //! let job = Job::new(|| {
 //!     let sum: u64 = (1..=100).sum(); // blocking work happens here, off the scheduler
-//!     Completion::OnScheduler(Box::new(move || { assert_eq!(sum, 5050); stop_scheduler(); }))
+//!     Completion::OnScheduler(Box::new(move || {
+//!         RESULT.store(sum, Ordering::SeqCst); // back on the scheduler thread
+//!         stop_scheduler();
+//!     }))
 //! });
 //! assert!(threadpool_submit("CPU", job).is_ok());
+//! schedule_timer(Duration::from_secs(10), deadline, Box::new(()));
 //! sched.run();
+//! assert_eq!(RESULT.load(Ordering::SeqCst), 5050);
 //! ```
 //!
 //! # Contract
 //! Jobs must not block forever: shutdown joins the workers. Pools are owned by the scheduler
-//! that created them (see [`crate::scheduler::get_pool`]).
+//! that created them (see [`crate::scheduler::get_pool`]). Dropping the last handle to a pool
+//! shuts it down as [`ThreadPool::shutdown`] does, even on one of its own workers (that worker
+//! is not joined: it exits when its job returns and the queue is empty).
 //!
 //! # Diagnostics
 //! A panicking job is caught and logged; a floated event it owned is finished (fd closed). A
-//! worker thread that cannot be spawned is logged and the pool runs with fewer workers (with
-//! none, jobs run inline on the submitter, so they are never lost).
+//! worker thread that cannot be spawned is logged and the pool runs with fewer workers; with
+//! none, each job runs inline on the thread that submits it (blocking that thread, but never
+//! stuck in a queue nobody serves).
 
 use std::collections::VecDeque;
+use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::thread::{self, JoinHandle};
 
 use crate::scheduler::{panic_message, FloatedEvent, SchedulerHandle};
 
@@ -113,10 +131,19 @@ struct Inner {
     handle: SchedulerHandle,
 }
 
-/// A named pool of worker threads.
+struct Workers {
+    /// Spawning was attempted (once: a pool whose workers could not start runs jobs inline).
+    started: bool,
+    handles: Vec<JoinHandle<()>>,
+}
+
+/// How a worker thread is started (a parameter so tests can refuse it).
+type Spawn = fn(&Arc<Inner>, usize) -> io::Result<JoinHandle<()>>;
+
+/// A named pool of worker threads. Dropping it shuts it down ([`ThreadPool::shutdown`]).
 pub struct ThreadPool {
     inner: Arc<Inner>,
-    workers: Mutex<Vec<JoinHandle<()>>>,
+    workers: Mutex<Workers>,
 }
 
 impl ThreadPool {
@@ -144,7 +171,10 @@ impl ThreadPool {
         };
         ThreadPool {
             inner: Arc::new(inner),
-            workers: Mutex::new(Vec::new()),
+            workers: Mutex::new(Workers {
+                started: false,
+                handles: Vec::new(),
+            }),
         }
     }
 
@@ -163,10 +193,13 @@ impl ThreadPool {
         self.inner.backlog
     }
 
-    /// Queues a job, blocking while the backlog is full. `Err(job)` after shutdown.
+    /// Queues a job, blocking while the backlog is full. `Err(job)` after shutdown. With no
+    /// worker running (none could be spawned) the job runs here, inline.
     pub fn submit(&self, job: Job) -> Result<(), Job> {
-        self.start_workers();
-        let mut st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.start_workers(spawn_worker) {
+            return self.run_inline(job);
+        }
+        let mut st = self.lock_state();
         while self.inner.backlog > 0 && st.queue.len() >= self.inner.backlog && !st.shutdown {
             st = self
                 .inner
@@ -183,57 +216,76 @@ impl ThreadPool {
         Ok(())
     }
 
-    fn start_workers(&self) {
-        let mut w = self.workers.lock().unwrap_or_else(|p| p.into_inner());
-        if !w.is_empty() {
-            return;
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn run_inline(&self, job: Job) -> Result<(), Job> {
+        if self.lock_state().shutdown {
+            return Err(job);
         }
+        run_job(&self.inner, job);
+        Ok(())
+    }
+
+    /// Spawns the workers on first use; true while at least one is running.
+    fn start_workers(&self, spawn: Spawn) -> bool {
+        let mut w = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        if w.started {
+            return !w.handles.is_empty();
+        }
+        w.started = true;
         for n in 0..self.inner.concurrency {
-            let inner = self.inner.clone();
-            let b = std::thread::Builder::new().name(format!("{}-{n}", self.inner.name));
-            match b.spawn(move || worker(inner)) {
-                Ok(h) => w.push(h),
+            match spawn(&self.inner, n) {
+                Ok(h) => w.handles.push(h),
                 Err(e) => log::error!(
                     "thread pool {}: cannot spawn worker {n}: {e}",
                     self.inner.name
                 ),
             }
         }
-        if w.is_empty() {
+        if w.handles.is_empty() {
             log::error!(
-                "thread pool {}: no worker could start; jobs run inline",
+                "thread pool {}: no worker could start; jobs run inline on the submitter",
                 self.inner.name
             );
-            let inner = self.inner.clone();
-            // A finished thread stands in so the pool is not retried on every submit.
-            if let Ok(h) = std::thread::Builder::new().spawn(move || drop(inner)) {
-                w.push(h);
-            }
         }
+        !w.handles.is_empty()
     }
 
-    /// Stops the pool: queued `Drain` jobs run, `Skip` jobs are dropped, workers are joined.
+    /// Stops the pool: queued `Drain` jobs run, `Skip` jobs are dropped, workers are joined
+    /// (all but the calling thread, if it is one of them). Idempotent.
     pub fn shutdown(&self) {
-        {
-            let mut st = self.inner.state.lock().unwrap_or_else(|p| p.into_inner());
+        let skipped: VecDeque<Job> = {
+            let mut st = self.lock_state();
             st.shutdown = true;
-            st.queue.retain(|j| j.on_shutdown == OnShutdown::Drain);
-        }
+            let (drain, skip) = std::mem::take(&mut st.queue)
+                .into_iter()
+                .partition(|j| j.on_shutdown == OnShutdown::Drain);
+            st.queue = drain;
+            skip
+        };
+        // Dropped unlocked: a job's captures may call back into the pool (stats, submit).
+        drop(skipped);
         self.inner.not_empty.notify_all();
         self.inner.not_full.notify_all();
-        let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
-        for h in workers {
-            let _ = h.join();
-        }
-        // Nobody is left to run what is still queued (no worker could start): run it here.
-        let rest = std::mem::take(
+        let workers = std::mem::take(
             &mut self
-                .inner
-                .state
+                .workers
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .queue,
+                .handles,
         );
+        let me = thread::current().id();
+        for h in workers {
+            // Joining ourselves would deadlock: this worker exits once its job returns.
+            if h.thread().id() != me {
+                let _ = h.join();
+            }
+        }
+        // What is still queued has nobody else to run it (no worker could start, or we are
+        // the last worker): run it here.
+        let rest = std::mem::take(&mut self.lock_state().queue);
         for job in rest {
             run_job(&self.inner, job);
         }
@@ -257,6 +309,19 @@ impl ThreadPool {
             completed: self.inner.completed.load(Ordering::Relaxed),
         }
     }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn spawn_worker(inner: &Arc<Inner>, n: usize) -> io::Result<JoinHandle<()>> {
+    let inner = inner.clone();
+    thread::Builder::new()
+        .name(format!("{}-{n}", inner.name))
+        .spawn(move || worker(inner))
 }
 
 fn worker(inner: Arc<Inner>) {
@@ -294,5 +359,45 @@ fn run_job(inner: &Inner, job: Job) {
             inner.name,
             panic_message(&p)
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::Scheduler;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn with_no_worker_jobs_run_inline_on_the_submitter() {
+        let s = Scheduler::new().unwrap();
+        let pool = Arc::new(ThreadPool::new("NoWorkers", 2, 1, s.handle()));
+        let refuse: Spawn = |_, _| Err(io::Error::other("refused by the test"));
+        assert!(!pool.start_workers(refuse), "no worker runs");
+        let (ran_tx, ran_rx) = mpsc::channel();
+        let p = pool.clone();
+        // Three jobs against a backlog of one: queued, the third would block forever.
+        let submitter = thread::spawn(move || {
+            for _ in 0..3 {
+                let tx = ran_tx.clone();
+                let job = Job::new(move || {
+                    tx.send(thread::current().id()).unwrap();
+                    Completion::Nothing
+                });
+                assert!(p.submit(job).is_ok());
+            }
+            thread::current().id()
+        });
+        let mut ran = Vec::new();
+        for _ in 0..3 {
+            let id = ran_rx.recv_timeout(Duration::from_secs(10));
+            ran.push(id.expect("each job runs at once, inline"));
+        }
+        let submitter = submitter.join().unwrap();
+        assert_eq!(ran, vec![submitter; 3], "on the submitting thread");
+        pool.shutdown();
+        assert!(pool.submit(Job::new(|| Completion::Nothing)).is_err());
+        assert_eq!(pool.stats().completed, 3);
     }
 }
