@@ -61,7 +61,7 @@
 //! | C | Rust | difference |
 //! |---|------|------------|
 //! | `netlistener_register3()` | [`netlistener::netlistener_register3`](crate::netlistener::netlistener_register3) | `Err` (not UB) off the scheduler thread, twice, or after loading |
-//! | `netlistener_register4()` | [`netlistener::netlistener_register4`](crate::netlistener::netlistener_register4) | the type's default `SO_RCVBUF` / `SO_SNDBUF` |
+//! | `netlistener_register4()` | [`netlistener::netlistener_register4`](crate::netlistener::netlistener_register4) | the type's default `SO_RCVBUF` / `SO_SNDBUF`, where `TCP_*_Buffer_Size` is unset; a configured 0 is the OS default |
 //! | `netlistener_register_option()` | [`netlistener::netlistener_register_option`](crate::netlistener::netlistener_register_option) | takes an [`OptionDef`](crate::config::OptionDef) by value; the owner is set to the type |
 //! | `netlistener_def` | [`netlistener::NetlistenerDef`](crate::netlistener::NetlistenerDef) | shared as `Arc` |
 //! | `accept_construct` | [`netlistener::AcceptConstruct`](crate::netlistener::AcceptConstruct) | carries the session's generation and scope chain; releases caps on `Drop` |
@@ -71,6 +71,10 @@
 //! | the common listener options | [`netlistener::CommonSlots`](crate::netlistener::CommonSlots), [`netlistener::common_slots`](crate::netlistener::common_slots) | |
 //! | the `get_option()` idiom | [`AcceptConstruct::fetch`](crate::netlistener::AcceptConstruct::fetch) | no Peer lookup per fetch, nothing to release |
 //! | idle timeout reset on activity | [`netlistener::touch`](crate::netlistener::touch) | O(1) |
+//! | the acceptor function | [`NetlistenerDef::acceptor`](crate::netlistener::NetlistenerDef::acceptor) | a refused connection is never counted as a session (`accepted` + `refused` = connections) |
+//! | the accept loop and accept threads | [`netlistener::netlistener_start`](crate::netlistener::netlistener_start), [`netlistener::netlistener_apply`](crate::netlistener::netlistener_apply) | threads are never joined on the scheduler: a stop signals and detaches them, and an admitted connection is still started |
+//! | per-instance statistics | [`netlistener::Stats`](crate::netlistener::Stats), [`netlistener::listeners_report`](crate::netlistener::listeners_report) | adds `queue_waits` (accept threads that found the hand-off queue full) |
+//! | stale Unix socket check | [`sys::unix_connect_probe`](crate::sys::unix_connect_probe) | non-blocking; only `ECONNREFUSED`/`ENOENT` mean stale |
 //!
 //! # Daemon
 //! | C | Rust | difference |

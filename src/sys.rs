@@ -405,8 +405,9 @@ fn step<T>(syscall: &'static str, r: io::Result<T>) -> Result<T, SockError> {
     r.map_err(|error| SockError { syscall, error })
 }
 
-/// Socket options applied to a listening socket (inherited by accepted ones on most systems,
-/// and set again on each accepted socket by the netlistener layer).
+/// Socket options of a listening socket. The buffer sizes are set on it (before `listen(2)`,
+/// or later on the live socket) and inherited by the sockets it accepts afterwards;
+/// `TCP_NODELAY` is set on each accepted socket by the netlistener layer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SockOpts {
     /// `listen(2)` backlog.
@@ -558,9 +559,77 @@ pub fn accept(listen_fd: RawFd) -> io::Result<(OwnedFd, Option<SocketAddr>)> {
     Ok((fd, ra.to_inet()))
 }
 
-/// Connects a blocking Unix stream socket to `path` (used to probe a stale socket file).
-pub fn unix_connect_probe(path: &Path) -> bool {
-    std::os::unix::net::UnixStream::connect(path).is_ok()
+/// What a connection attempt says about an existing Unix socket file.
+#[derive(Debug)]
+pub enum UnixProbe {
+    /// Nobody listens on it (`ECONNREFUSED`) or it vanished (`ENOENT`): safe to replace.
+    Stale,
+    /// A process listens on it (the connect succeeded, or its backlog is full: `EAGAIN`,
+    /// `EINPROGRESS`): it is in use.
+    Live,
+    /// Anything else (`EACCES` on another user's socket, `EPROTOTYPE` on a datagram
+    /// socket…): what is there is unknown, so it must be left alone.
+    Failed(SockError),
+}
+
+/// Probes a Unix socket file with a **non-blocking** connect, so a live owner with a full
+/// backlog cannot hang the caller (the scheduler thread, at start-up or reload).
+///
+/// Linux and the BSDs differ on a full backlog: Linux says `EAGAIN`, the BSDs say
+/// `ECONNREFUSED`, the same as a stale file. On the BSDs a refusal is therefore probed twice
+/// more, 10 ms apart (a live owner drains its backlog; a stale file stays refused).
+pub fn unix_connect_probe(path: &Path) -> UnixProbe {
+    let retries = if cfg!(any(target_os = "linux", target_os = "android")) {
+        0
+    } else {
+        2
+    };
+    let mut probe = unix_connect_once(path);
+    for _ in 0..retries {
+        if !matches!(probe, UnixProbe::Stale) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        probe = unix_connect_once(path);
+    }
+    probe
+}
+
+fn unix_connect_once(path: &Path) -> UnixProbe {
+    let failed = |syscall, error| UnixProbe::Failed(SockError { syscall, error });
+    let fd = match socket(libc::AF_UNIX, libc::SOCK_STREAM) {
+        Ok(fd) => fd,
+        Err(e) => return failed("socket", e),
+    };
+    let ra = match RawAddr::from_unix(path) {
+        Ok(ra) => ra,
+        Err(e) => return failed("connect", e),
+    };
+    let sa = (&ra.storage as *const libc::sockaddr_storage).cast();
+    // SAFETY: `ra.storage` holds a valid sockaddr_un of length `ra.len`; the fd is ours and
+    // non-blocking, so the call returns at once.
+    match cvt(unsafe { libc::connect(fd.as_raw_fd(), sa, ra.len) }) {
+        Ok(_) => UnixProbe::Live,
+        Err(e) => match e.raw_os_error() {
+            Some(libc::ECONNREFUSED) | Some(libc::ENOENT) => UnixProbe::Stale,
+            Some(libc::EAGAIN) | Some(libc::EINPROGRESS) => UnixProbe::Live,
+            _ => failed("connect", e),
+        },
+    }
+}
+
+/// Calls `listen(2)` again on a listening socket: the kernel takes the new backlog.
+pub fn set_listen_backlog(fd: RawFd, backlog: i32) -> io::Result<()> {
+    // SAFETY: listen(2) with integer arguments on a caller-owned fd.
+    cvt(unsafe { libc::listen(fd, backlog.max(1)) }).map(|_| ())
+}
+
+/// `SO_RCVBUF` and `SO_SNDBUF` of a socket, as the kernel reports them (Linux reports twice
+/// the size set, its bookkeeping included).
+pub fn buffer_sizes(fd: RawFd) -> io::Result<(usize, usize)> {
+    let r = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF)?;
+    let s = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF)?;
+    Ok((r.max(0) as usize, s.max(0) as usize))
 }
 
 /// The uid of the process at the other end of a Unix socket.

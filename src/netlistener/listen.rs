@@ -1,46 +1,43 @@
-//! Listen instances: sockets, accept threads, the accept path and its back-off.
+//! Listen instances: opening, reconfiguring and closing the socket of one `Listen`.
 //!
-//! C: `netlistener_inst`, the accept loop and accept threads of the netlistener layer.
+//! C: `netlistener_inst` and the socket set-up of the netlistener layer.
 //!
 //! # Summary
 //! One [`Instance`] per enabled `Listen`. Its socket is opened once (`SO_REUSEADDR`, backlog,
 //! buffers, non-blocking, close-on-exec; Unix sockets with `File_Mode`) and kept across
-//! reloads as long as the Listen stays. With `Concurrency = 0` the scheduler accepts on
-//! readiness, at most `Events_Per_Iter` per wake-up. With `Concurrency = N`, N accept threads
-//! block in `poll(2)` on the socket and a wake pipe, accept, run the layer's checks and the
-//! module's acceptor, and queue survivors to the scheduler (bounded by `Accept_Queue_Backlog`:
-//! a full queue makes them wait, leaving connections in the kernel backlog); the scheduler
-//! starts at most `Events_Per_Iter` of them per iteration.
+//! reloads as long as the Listen stays; a reload applies socket-option changes to the live
+//! socket where the OS allows ([`Instance::reconfigure`]). The accept machinery that runs on
+//! the socket is in the `accept` module.
 //!
 //! # Contract
-//! Created, reconfigured and closed on the scheduler thread only.
+//! Created, reconfigured and closed on the scheduler thread only. Nothing here blocks that
+//! thread on another thread: stopping signals the accept threads and never joins them.
 //!
 //! # Diagnostics
-//! `EMFILE`/`ENFILE` stop accepting on that socket for a growing back-off (10 ms → 1 s) and
-//! resume; the episode is logged once when it starts and once when it ends, never per attempt.
-//! `ECONNABORTED`, `EINTR`, `EAGAIN`, `EPROTO` are retried silently. Other accept errors are
-//! counted and logged at debug level.
+//! A socket that cannot open records the failing syscall and errno ([`ListenState::Failed`])
+//! and is logged. An existing Unix socket file is probed without blocking: a stale one
+//! (refused) is replaced; a live one fails the Listen with `bind: EADDRINUSE`; any other probe
+//! error fails it with that error, and the file is left alone. On close the socket file is
+//! removed only if it is still ours (same device and inode as right after `bind`). A socket
+//! option change that cannot reach a live socket is logged once, by the reload that makes it.
 
-use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{ListenAddr, PeerAddr};
-use crate::event::{Closure, Event, E_READ, E_TIMEOUT};
-use crate::scheduler::{self, SchedulerHandle};
-use crate::sys::{self, SockError, SockOpts};
+use crate::config::ListenAddr;
+use crate::sys::{self, SockError, SockOpts, UnixProbe};
 
-use super::session::{
-    open_session, take_caps, AcceptConstruct, ListenInfo, NewSession, Refusal, Shared,
-};
+use super::accept::{self, AcceptCtx, Acceptor, Backoff};
+use super::session::{ListenInfo, Shared};
 
-const BACKOFF_MIN: Duration = Duration::from_millis(10);
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// How long a close waits for accept threads to let go of the socket. They hold it only
+/// inside `poll` + `accept`, which a stop ends at once, so this is a safety net.
+const SOCKET_RELEASE_WAIT: Duration = Duration::from_secs(1);
 
 /// The socket-level settings of one Listen, resolved from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +47,15 @@ pub(crate) struct ListenSettings {
     pub queue_backlog: usize,
     pub events_per_iter: usize,
     pub file_mode: u32,
+}
+
+impl ListenSettings {
+    /// True when the accept machinery must restart to take `new`.
+    fn accept_shape_differs(&self, new: &ListenSettings) -> bool {
+        self.concurrency != new.concurrency
+            || self.events_per_iter != new.events_per_iter
+            || self.queue_backlog != new.queue_backlog
+    }
 }
 
 /// Where an instance stands, for the console.
@@ -63,14 +69,17 @@ pub enum ListenState {
     Failed(SockError),
 }
 
-/// Accepted connections waiting for the scheduler (accept-thread mode).
-struct AcceptQueue {
-    q: Mutex<VecDeque<Event>>,
-    not_full: Condvar,
-    cap: usize,
-    per_iter: usize,
-    scheduled: AtomicBool,
-    stop: AtomicBool,
+/// The socket file of a Unix Listen, and its identity right after `bind`.
+struct UnixFile {
+    path: PathBuf,
+    dev_ino: (u64, u64),
+}
+
+impl UnixFile {
+    /// True when the path still names the socket we bound (not one that replaced it).
+    fn is_ours(&self) -> bool {
+        std::fs::symlink_metadata(&self.path).is_ok_and(|md| (md.dev(), md.ino()) == self.dev_ino)
+    }
 }
 
 /// One Listen: its socket and its accept machinery.
@@ -78,15 +87,12 @@ pub(crate) struct Instance {
     pub info: Arc<ListenInfo>,
     pub settings: ListenSettings,
     pub state: ListenState,
-    /// The socket; accept threads hold clones of the `Arc`.
+    /// The socket. Accept threads hold a `Weak` of it, so dropping this closes it.
     sock: Option<Arc<OwnedFd>>,
-    /// Concurrency 0: the accept event (watching a dup of the socket).
-    accept_event: Option<crate::event::EventId>,
-    /// Concurrency N: the threads, the pipe that wakes them, their queue.
-    threads: Vec<JoinHandle<()>>,
-    wake: Option<OwnedFd>,
-    queue: Option<Arc<AcceptQueue>>,
-    unix_path: Option<PathBuf>,
+    acceptor: Option<Acceptor>,
+    unix: Option<UnixFile>,
+    /// The accept-error episode, shared by whatever accepts on this socket.
+    backoff: Arc<Backoff>,
 }
 
 static SERIAL: AtomicU64 = AtomicU64::new(1);
@@ -103,11 +109,9 @@ impl Instance {
             settings,
             state,
             sock: None,
-            accept_event: None,
-            threads: Vec::new(),
-            wake: None,
-            queue: None,
-            unix_path: None,
+            acceptor: None,
+            unix: None,
+            backoff: Arc::new(Backoff::default()),
         }
     }
 
@@ -122,18 +126,20 @@ impl Instance {
                     runtime_dir.join(p)
                 };
                 open_unix(&path, self.settings.file_mode, self.settings.sock.backlog)
-                    .map(|fd| (fd, Some(path)))
+                    .map(|(fd, f)| (fd, Some(f)))
             }
         };
         match r {
-            Ok((fd, path)) => {
+            Ok((fd, unix)) => {
                 let bound = match sys::local_addr(fd.as_raw_fd()) {
                     Ok(Some(sa)) => ListenAddr::Inet(sa),
-                    _ => ListenAddr::Unix(path.clone().unwrap_or_default()),
+                    _ => {
+                        ListenAddr::Unix(unix.as_ref().map(|u| u.path.clone()).unwrap_or_default())
+                    }
                 };
                 *self.info.bound.lock().unwrap_or_else(|p| p.into_inner()) = Some(bound);
                 self.sock = Some(Arc::new(fd));
-                self.unix_path = path;
+                self.unix = unix;
                 self.state = ListenState::Listening;
                 Ok(())
             }
@@ -151,102 +157,146 @@ impl Instance {
 
     /// Starts accepting in the configured mode.
     pub fn start(&mut self, shared: &Arc<Shared>) {
-        let Some(sock) = self.sock.clone() else {
+        let Some(sock) = &self.sock else {
             return;
         };
-        if self.settings.concurrency == 0 {
-            match self.start_in_scheduler(shared, &sock) {
-                Ok(id) => self.accept_event = Some(id),
-                Err(e) => log::error!(
-                    "{} Listen \"{}\": cannot watch the socket: {e}",
-                    self.info.def.scope,
-                    self.info.address
-                ),
+        let ctx = Arc::new(AcceptCtx {
+            shared: shared.clone(),
+            inst: self.info.clone(),
+            backoff: self.backoff.clone(),
+        });
+        match accept::start(ctx, &self.settings, sock) {
+            Ok(a) => self.acceptor = Some(a),
+            Err(e) => log::error!(
+                "{} Listen \"{}\": cannot start accepting: {e}",
+                self.info.def.scope,
+                self.info.address
+            ),
+        }
+    }
+
+    /// Stops accepting; the socket stays open. Never waits for an accept thread (one may be
+    /// in a slow acceptor): they are told to stop and finish on their own, handing over any
+    /// connection they admitted.
+    pub fn stop(&mut self) {
+        if let Some(a) = self.acceptor.take() {
+            a.stop();
+        }
+    }
+
+    /// Takes a kept Listen's new settings from a reload.
+    ///
+    /// Socket options reach the live socket where the OS allows: `Listen_Backlog` by calling
+    /// `listen(2)` again, non-zero `TCP_*_Buffer_Size` by `setsockopt` on the listening
+    /// socket (connections accepted afterwards inherit them), `File_Mode` by `chmod`;
+    /// `Disable_Nagle_Algorithm` is applied per accepted connection anyway. A buffer size set
+    /// back to 0 (the OS default) cannot be undone on a live socket: that is logged, and
+    /// applies when the socket re-opens. The accept machinery restarts when `Concurrency`,
+    /// `Events_Per_Iter` or `Accept_Queue_Backlog` changed. The new settings are recorded in
+    /// every case, so each change is reported once.
+    pub fn reconfigure(&mut self, shared: &Arc<Shared>, new: ListenSettings) {
+        if new == self.settings {
+            return;
+        }
+        self.apply_socket_options(&new);
+        let restart = self.settings.accept_shape_differs(&new);
+        self.settings = new;
+        if restart {
+            self.stop();
+            self.start(shared);
+        }
+    }
+
+    fn apply_socket_options(&self, new: &ListenSettings) {
+        let Some(sock) = &self.sock else {
+            return;
+        };
+        let fd = sock.as_raw_fd();
+        let (old, to) = (&self.settings.sock, &new.sock);
+        if old.backlog != to.backlog {
+            self.warn_failed("listen", sys::set_listen_backlog(fd, to.backlog));
+        }
+        if let Some(u) = &self.unix {
+            if new.file_mode != self.settings.file_mode && u.is_ours() {
+                use std::os::unix::fs::PermissionsExt;
+                let perm = std::fs::Permissions::from_mode(new.file_mode);
+                self.warn_failed("chmod", std::fs::set_permissions(&u.path, perm));
             }
-        } else if let Err(e) = self.start_threads(shared, sock) {
-            log::error!(
-                "{} Listen \"{}\": cannot start accept threads: {e}",
+            return; // no TCP buffers on a Unix socket
+        }
+        let changed = |a: usize, b: usize| if a != b { b } else { 0 };
+        let bufs = SockOpts {
+            recv_buffer: changed(old.recv_buffer, to.recv_buffer),
+            send_buffer: changed(old.send_buffer, to.send_buffer),
+            ..SockOpts::default()
+        };
+        if bufs.recv_buffer > 0 || bufs.send_buffer > 0 {
+            let r = sys::apply_accepted_opts(fd, &bufs);
+            self.warn_failed("setsockopt(SO_RCVBUF/SO_SNDBUF)", r);
+        }
+        let back_to_os = |a: usize, b: usize| a > 0 && b == 0;
+        if back_to_os(old.recv_buffer, to.recv_buffer)
+            || back_to_os(old.send_buffer, to.send_buffer)
+        {
+            log::info!(
+                "{} Listen \"{}\": a buffer size back to 0 (the OS default) applies when the socket re-opens",
                 self.info.def.scope,
                 self.info.address
             );
         }
     }
 
-    fn start_in_scheduler(
-        &self,
-        shared: &Arc<Shared>,
-        sock: &Arc<OwnedFd>,
-    ) -> io::Result<crate::event::EventId> {
-        // The event owns a dup: clearing it never closes the instance's socket.
-        let fd = sys::dup(sock.as_raw_fd())?;
-        let st = AcceptState {
-            shared: shared.clone(),
-            inst: self.info.clone(),
-            per_iter: self.settings.events_per_iter,
-            backoff: None,
-        };
-        scheduler::schedule_event(Event::build_fd_event(fd, E_READ, accept_cb, Box::new(st)))
-    }
-
-    fn start_threads(&mut self, shared: &Arc<Shared>, sock: Arc<OwnedFd>) -> io::Result<()> {
-        let (wake_r, wake_w) = sys::pipe()?;
-        let wake_r = Arc::new(wake_r);
-        let queue = Arc::new(AcceptQueue {
-            q: Mutex::new(VecDeque::new()),
-            not_full: Condvar::new(),
-            cap: self.settings.queue_backlog,
-            per_iter: self.settings.events_per_iter,
-            scheduled: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-        });
-        let handle = scheduler::current_handle();
-        for n in 0..self.settings.concurrency {
-            let t = AcceptThread {
-                shared: shared.clone(),
-                inst: self.info.clone(),
-                sock: sock.clone(),
-                wake: wake_r.clone(),
-                queue: queue.clone(),
-                handle: handle.clone(),
-            };
-            let name = format!("accept-{}-{n}", self.info.def.name);
-            self.threads.push(
-                std::thread::Builder::new()
-                    .name(name)
-                    .spawn(move || t.run())?,
+    fn warn_failed(&self, call: &str, r: io::Result<()>) {
+        if let Err(e) = r {
+            log::warn!(
+                "{} Listen \"{}\": {call} on the live socket: {e}; the change applies when the socket re-opens",
+                self.info.def.scope,
+                self.info.address
             );
         }
-        self.wake = Some(wake_w);
-        self.queue = Some(queue);
-        Ok(())
     }
 
-    /// Stops accepting (threads joined, accept event cleared); the socket stays open.
-    pub fn stop(&mut self) {
-        if let Some(id) = self.accept_event.take() {
-            // At thread exit the scheduler may be gone already, its events with it.
-            if scheduler::is_scheduler_thread() {
-                scheduler::clear_timed_event(id);
-            }
-        }
-        if let Some(q) = self.queue.take() {
-            q.stop.store(true, Ordering::SeqCst);
-            q.not_full.notify_all();
-        }
-        if let Some(w) = self.wake.take() {
-            let _ = sys::write(w.as_raw_fd(), b"x");
-            for t in self.threads.drain(..) {
-                let _ = t.join();
-            }
-        }
-    }
-
-    /// Stops accepting and closes the socket (removing a Unix socket file).
+    /// Stops accepting and closes the socket (removing its Unix socket file if still ours).
     pub fn close(&mut self) {
         self.stop();
-        self.sock = None;
-        if let Some(p) = self.unix_path.take() {
-            let _ = std::fs::remove_file(p);
+        self.release_socket();
+        if let Some(u) = self.unix.take() {
+            if u.is_ours() {
+                let _ = std::fs::remove_file(&u.path);
+            } else if u.path.exists() {
+                log::info!(
+                    "{} Listen \"{}\": {} is no longer our socket; left in place",
+                    self.info.def.scope,
+                    self.info.address,
+                    u.path.display()
+                );
+            }
+        }
+    }
+
+    /// Drops our reference to the socket and waits (bounded) until accept threads let go of
+    /// theirs, so the port or path is free when this returns (a reload may bind it again).
+    fn release_socket(&mut self) {
+        let Some(mut sock) = self.sock.take() else {
+            return;
+        };
+        let end = Instant::now() + SOCKET_RELEASE_WAIT;
+        loop {
+            match Arc::try_unwrap(sock) {
+                Ok(fd) => return drop(fd),
+                Err(s) if Instant::now() < end => {
+                    sock = s;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(_) => {
+                    log::warn!(
+                        "{} Listen \"{}\": an accept thread still holds the socket; it closes when that thread stops",
+                        self.info.def.scope,
+                        self.info.address
+                    );
+                    return;
+                }
+            }
         }
     }
 
@@ -262,7 +312,9 @@ impl Drop for Instance {
     }
 }
 
-fn open_unix(path: &Path, mode: u32, backlog: i32) -> Result<OwnedFd, SockError> {
+/// Opens a Unix Listen at `path`, replacing a stale socket file (never anything else), and
+/// records the new file's identity.
+fn open_unix(path: &Path, mode: u32, backlog: i32) -> Result<(OwnedFd, UnixFile), SockError> {
     use std::os::unix::fs::FileTypeExt;
     if let Ok(md) = std::fs::symlink_metadata(path) {
         let busy = || SockError {
@@ -270,336 +322,25 @@ fn open_unix(path: &Path, mode: u32, backlog: i32) -> Result<OwnedFd, SockError>
             error: io::Error::from_raw_os_error(libc::EADDRINUSE),
         };
         if !md.file_type().is_socket() {
-            // Never delete something that is not a socket.
-            return Err(busy());
+            return Err(busy()); // never delete something that is not a socket
         }
-        if sys::unix_connect_probe(path) {
-            return Err(busy()); // someone answers: not stale
-        }
-        log::info!("removing stale socket file {}", path.display());
-        let _ = std::fs::remove_file(path);
-    }
-    sys::unix_listen(path, mode, backlog)
-}
-
-// ---------------------------------------------------------------------------------------------
-// The accept path shared by both modes
-// ---------------------------------------------------------------------------------------------
-
-/// Runs the layer's checks and the module's acceptor on a fresh connection. `None` when it was
-/// refused (the reject line already written, the fd closed).
-fn admit(
-    shared: &Arc<Shared>,
-    inst: &Arc<ListenInfo>,
-    fd: OwnedFd,
-    remote: Option<std::net::SocketAddr>,
-    now: Instant,
-) -> Option<Event> {
-    let gen = shared.store.current();
-    let peer = match remote {
-        Some(sa) => PeerAddr::Ip(sa.ip().to_canonical()),
-        None => PeerAddr::Unix,
-    };
-    let def = &inst.def;
-    let chain = gen.chain(&def.scope, Some(&inst.address), Some(&peer));
-    if gen.fetch_in(&chain, shared.slots.deny).value.as_bool() {
-        return refuse(inst, fd, Refusal::Deny);
-    }
-    let caps = match take_caps(shared, &gen, &chain, inst) {
-        Ok(c) => c,
-        Err(why) => return refuse(inst, fd, why),
-    };
-    let nodelay = gen
-        .fetch_in(&chain, shared.slots.disable_nagle)
-        .value
-        .as_bool();
-    if remote.is_some() && nodelay {
-        let _ = sys::apply_accepted_opts(
-            fd.as_raw_fd(),
-            &SockOpts {
-                nodelay,
-                ..SockOpts::default()
-            },
-        );
-    }
-    let idle = gen
-        .fetch_in(&chain, shared.slots.idle_time)
-        .value
-        .as_duration();
-    let n = NewSession {
-        remote_addr: remote,
-        idle_time: (!idle.is_zero()).then_some(idle),
-        chain,
-        config: gen,
-        caps,
-        fd: fd.as_raw_fd(),
-        now,
-    };
-    let ac = open_session(shared, inst, n);
-    // Mask 0: the listener callback runs first through `start_session`, not on readiness.
-    let mut ev = Event::build_fd_event(fd, 0, def.listener, Box::new(ac));
-    if let Some(acceptor) = def.acceptor {
-        if !run_acceptor(acceptor, &mut ev, now) {
-            inst.stats.refused(Refusal::Acceptor);
-            inst.def.stats.refused(Refusal::Acceptor);
-            return None; // dropping the event closes the fd and releases the ticket
-        }
-    }
-    Some(ev)
-}
-
-fn run_acceptor(acceptor: crate::event::EventCallback, ev: &mut Event, now: Instant) -> bool {
-    let mut cl = ev.replace_closure(Box::new(()));
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        acceptor(ev, E_READ, &mut *cl, now)
-    }));
-    ev.replace_closure(cl);
-    match r {
-        Ok(v) => v != 0,
-        Err(p) => {
-            log::error!(
-                "acceptor panicked: {}; connection refused",
-                crate::scheduler::panic_message(&p)
-            );
-            false
-        }
-    }
-}
-
-fn refuse(inst: &ListenInfo, fd: OwnedFd, why: Refusal) -> Option<Event> {
-    inst.stats.refused(why);
-    inst.def.stats.refused(why);
-    let line = inst.def.reject_line(why);
-    if !line.is_empty() {
-        // Best effort, non-blocking: a fresh socket's send buffer takes one line.
-        let _ = sys::write(fd.as_raw_fd(), &line);
-    }
-    log::debug!(
-        "{} Listen \"{}\": connection refused ({why:?})",
-        inst.def.scope,
-        inst.address
-    );
-    None
-}
-
-/// Schedules an admitted session and runs the module's listener callback on it now.
-fn start_session(mut ev: Event, now: Instant) {
-    let (idle, conn_id) = {
-        let ac = ev.closure_mut::<AcceptConstruct>();
-        (ac.idle_time, ac.conn_id)
-    };
-    ev.set_timeout(now, idle);
-    let fd = ev.fd();
-    match scheduler::schedule_event(ev) {
-        Ok(id) => {
-            scheduler::with_event(id, |e| e.closure_mut::<AcceptConstruct>().set_event(id, fd));
-            scheduler::wake_event(id, E_READ);
-        }
-        Err(e) => log::warn!("cannot schedule session {conn_id}: {e}"),
-    }
-}
-
-fn classify_accept_error(e: &io::Error) -> AcceptError {
-    match e.raw_os_error() {
-        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM) => {
-            AcceptError::Resources
-        }
-        Some(libc::EAGAIN) => AcceptError::Empty,
-        Some(libc::ECONNABORTED) | Some(libc::EINTR) | Some(libc::EPROTO) | Some(libc::EPERM) => {
-            AcceptError::Retry
-        }
-        _ if e.kind() == io::ErrorKind::WouldBlock => AcceptError::Empty,
-        _ => AcceptError::Other,
-    }
-}
-
-enum AcceptError {
-    Empty,
-    Retry,
-    Resources,
-    Other,
-}
-
-fn next_backoff(cur: Option<Duration>) -> Duration {
-    cur.map_or(BACKOFF_MIN, |d| (d * 2).min(BACKOFF_MAX))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Concurrency = 0: accepting on the scheduler thread
-// ---------------------------------------------------------------------------------------------
-
-struct AcceptState {
-    shared: Arc<Shared>,
-    inst: Arc<ListenInfo>,
-    per_iter: usize,
-    /// Set while backing off after EMFILE/ENFILE.
-    backoff: Option<(Duration, Instant)>,
-}
-
-fn accept_cb(e: &mut Event, eventtype: i32, closure: &mut Closure, now: Instant) -> i32 {
-    let st = closure
-        .downcast_mut::<AcceptState>()
-        .expect("accept_cb: closure is an AcceptState");
-    let _ = eventtype & E_TIMEOUT; // a timeout only means: the back-off is over, try again
-    for _ in 0..st.per_iter {
-        match sys::accept(e.fd()) {
-            Ok((fd, remote)) => {
-                if let Some((_, since)) = st.backoff.take() {
-                    log::warn!(
-                        "{} Listen \"{}\": accepting again after {:?} out of descriptors",
-                        st.inst.def.scope,
-                        st.inst.address,
-                        now - since
-                    );
-                }
-                if let Some(ev) = admit(&st.shared, &st.inst, fd, remote, now) {
-                    start_session(ev, now);
-                }
-            }
-            Err(err) => match classify_accept_error(&err) {
-                AcceptError::Empty => break,
-                AcceptError::Retry => continue,
-                AcceptError::Other => {
-                    st.inst.stats.failed_accepts.fetch_add(1, Ordering::Relaxed);
-                    log::debug!("accept on {}: {err}", st.inst.address);
-                    break;
-                }
-                AcceptError::Resources => {
-                    st.inst.stats.failed_accepts.fetch_add(1, Ordering::Relaxed);
-                    let d = next_backoff(st.backoff.map(|b| b.0));
-                    if st.backoff.is_none() {
-                        log::warn!(
-                            "{} Listen \"{}\": accept: {err}; backing off",
-                            st.inst.def.scope,
-                            st.inst.address
-                        );
-                    }
-                    st.backoff = Some((d, st.backoff.map_or(now, |b| b.1)));
-                    // Leave the poller (no E_READ) until the deadline: no spin while out of fds.
-                    e.set_timeout(now, Some(d));
-                    return E_TIMEOUT;
-                }
-            },
-        }
-    }
-    e.timeout = None;
-    E_READ
-}
-
-// ---------------------------------------------------------------------------------------------
-// Concurrency = N: accept threads
-// ---------------------------------------------------------------------------------------------
-
-struct AcceptThread {
-    shared: Arc<Shared>,
-    inst: Arc<ListenInfo>,
-    sock: Arc<OwnedFd>,
-    wake: Arc<OwnedFd>,
-    queue: Arc<AcceptQueue>,
-    handle: SchedulerHandle,
-}
-
-impl AcceptThread {
-    fn run(self) {
-        let mut backoff: Option<Duration> = None;
-        while !self.queue.stop.load(Ordering::Acquire) {
-            match sys::poll_two(self.sock.as_raw_fd(), self.wake.as_raw_fd(), -1) {
-                Ok((_, true)) => return,
-                Ok((false, false)) => continue,
-                Ok((true, false)) => {}
-                Err(e) => {
-                    log::error!("accept thread on {}: poll: {e}", self.inst.address);
-                    std::thread::sleep(BACKOFF_MAX);
-                    continue;
-                }
-            }
-            match sys::accept(self.sock.as_raw_fd()) {
-                Ok((fd, remote)) => {
-                    if backoff.take().is_some() {
-                        log::warn!(
-                            "{} Listen \"{}\": accepting again",
-                            self.inst.def.scope,
-                            self.inst.address
-                        );
-                    }
-                    if let Some(ev) = admit(&self.shared, &self.inst, fd, remote, Instant::now()) {
-                        self.enqueue(ev);
-                    }
-                }
-                Err(err) => match classify_accept_error(&err) {
-                    AcceptError::Empty | AcceptError::Retry => {}
-                    AcceptError::Other => {
-                        self.inst
-                            .stats
-                            .failed_accepts
-                            .fetch_add(1, Ordering::Relaxed);
-                        log::debug!("accept on {}: {err}", self.inst.address);
-                    }
-                    AcceptError::Resources => {
-                        self.inst
-                            .stats
-                            .failed_accepts
-                            .fetch_add(1, Ordering::Relaxed);
-                        if backoff.is_none() {
-                            log::warn!(
-                                "{} Listen \"{}\": accept: {err}; backing off",
-                                self.inst.def.scope,
-                                self.inst.address
-                            );
-                        }
-                        let d = next_backoff(backoff);
-                        backoff = Some(d);
-                        // Sleep on the wake pipe so a stop is not delayed by the back-off.
-                        let _ = sys::poll_two(
-                            self.wake.as_raw_fd(),
-                            self.wake.as_raw_fd(),
-                            d.as_millis() as i32,
-                        );
-                    }
-                },
+        match sys::unix_connect_probe(path) {
+            UnixProbe::Live => return Err(busy()),
+            UnixProbe::Failed(e) => return Err(e),
+            UnixProbe::Stale => {
+                log::info!("removing stale socket file {}", path.display());
+                let _ = std::fs::remove_file(path);
             }
         }
     }
-
-    fn enqueue(&self, ev: Event) {
-        let q = &self.queue;
-        let mut g = q.q.lock().unwrap_or_else(|p| p.into_inner());
-        while q.cap > 0 && g.len() >= q.cap && !q.stop.load(Ordering::Acquire) {
-            g = q
-                .not_full
-                .wait_timeout(g, Duration::from_millis(100))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        if q.stop.load(Ordering::Acquire) {
-            return; // shutting down: the connection is dropped (closed)
-        }
-        g.push_back(ev);
-        drop(g);
-        if !q.scheduled.swap(true, Ordering::AcqRel) {
-            let q2 = q.clone();
-            self.handle.run_on_scheduler(move || drain_queue(q2));
-        }
-    }
-}
-
-/// On the scheduler thread: start at most `Events_Per_Iter` queued sessions, and come back next
-/// iteration for the rest.
-fn drain_queue(q: Arc<AcceptQueue>) {
-    q.scheduled.store(false, Ordering::Release);
-    let now = scheduler::scheduler_now();
-    let batch: Vec<Event> = {
-        let mut g = q.q.lock().unwrap_or_else(|p| p.into_inner());
-        let n = g.len().min(q.per_iter);
-        g.drain(..n).collect()
+    let fd = sys::unix_listen(path, mode, backlog)?;
+    let md = std::fs::symlink_metadata(path).map_err(|error| SockError {
+        syscall: "stat",
+        error,
+    })?;
+    let file = UnixFile {
+        path: path.to_path_buf(),
+        dev_ino: (md.dev(), md.ino()),
     };
-    q.not_full.notify_all();
-    for ev in batch {
-        start_session(ev, now);
-    }
-    let more = !q.q.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
-    if more && !q.scheduled.swap(true, Ordering::AcqRel) {
-        let q2 = q.clone();
-        scheduler::current_handle().run_on_scheduler(move || drain_queue(q2));
-    }
+    Ok((fd, file))
 }

@@ -45,9 +45,12 @@
 //! # Diagnostics
 //! Registration and configuration problems are returned as errors. A Listen that cannot open
 //! records the failing syscall and errno (see [`listeners_report`]); at start-up it is fatal
-//! unless `Fatal_Listen_Errors = false`. Accept errors never stop a listener (see the
-//! `listen` module).
+//! unless `Fatal_Listen_Errors = false`. Accept errors never stop a listener: `EMFILE` and
+//! other persistent errors back off (10 ms → 1 s), logged once per episode and Listen (see
+//! the `accept` module). Stopping or restarting accept threads (reload, shutdown) never waits
+//! for them and never drops a connection they admitted.
 
+mod accept;
 mod listen;
 mod options;
 mod session;
@@ -87,7 +90,9 @@ pub struct NetlistenerDef {
     pub acceptor: Option<EventCallback>,
     /// The registering module's name. C: `generic_module_infrastructure *self`.
     pub module: String,
-    /// Default `SO_RCVBUF` / `SO_SNDBUF` for this type (0: OS default). C: `netlistener_register4()`.
+    /// `SO_RCVBUF` / `SO_SNDBUF` for this type's Listens that do not set
+    /// `TCP_Recv_Buffer_Size` / `TCP_Send_Buffer_Size` (0: OS default); a configured value,
+    /// 0 included, wins. C: `netlistener_register4()`.
     pub default_buffers: (usize, usize),
     reject: RwLock<RejectLines>,
     default_file_mode: std::sync::atomic::AtomicU32,
@@ -212,8 +217,9 @@ pub fn netlistener_register3(
     netlistener_register4(prefix, listener, acceptor, module, 0, 0)
 }
 
-/// [`netlistener_register3`] with the type's default socket buffer sizes (0: OS default).
-/// C: `netlistener_register4()`.
+/// [`netlistener_register3`] with the type's default socket buffer sizes (0: OS default),
+/// used where `TCP_Recv_Buffer_Size` / `TCP_Send_Buffer_Size` are not set. A configured value
+/// wins, and a configured 0 restores the OS default. C: `netlistener_register4()`.
 pub fn netlistener_register4(
     prefix: &str,
     listener: EventCallback,
@@ -449,9 +455,15 @@ fn settings(
     addr: &ListenAddr,
 ) -> (bool, ListenSettings, bool) {
     let f = |s: Slot| gen.fetch(s, &def.scope, Some(addr), None).value;
-    let size = |s: Slot, d: usize| match f(s).as_size() {
-        0 => d,
-        n => n as usize,
+    // Unset: the type's default (C: netlistener_register4()). Set, even to 0: that value, 0
+    // being the OS default.
+    let size = |s: Slot, type_default: usize| {
+        let v = gen.fetch(s, &def.scope, Some(addr), None);
+        if v.scope == crate::config::ScopeId::DEFAULT {
+            type_default
+        } else {
+            v.value.as_size() as usize
+        }
     };
     let per_iter = f(slots.events_per_iter).as_int();
     let st = ListenSettings {
@@ -525,16 +537,7 @@ pub fn netlistener_apply(gen: &Arc<Generation>) -> Result<Vec<String>, NetError>
         for (def, addr, enabled, s, is_fatal) in wanted {
             let k = key(&def.scope, &addr);
             if let Some(mut inst) = keep.remove(&k) {
-                if inst.settings.concurrency != s.concurrency
-                    || inst.settings.events_per_iter != s.events_per_iter
-                    || inst.settings.queue_backlog != s.queue_backlog
-                {
-                    inst.stop();
-                    inst.settings = s;
-                    inst.start(&shared);
-                } else if inst.settings != s {
-                    log::info!("{} Listen \"{addr}\": socket option changes apply when the socket re-opens", def.scope);
-                }
+                inst.reconfigure(&shared, s);
                 st.instances.push(inst);
                 continue;
             }
@@ -720,7 +723,8 @@ pub fn count_sessions(kind: &str, cidr: &crate::config::Cidr) -> usize {
         .count()
 }
 
-/// Stops every listener (sockets closed, accept threads joined); sessions go on.
+/// Stops every listener (sockets closed; accept threads told to stop, never waited for, and
+/// the connections they already admitted still started); sessions go on.
 pub fn netlistener_stop_listening() {
     let _ = with_state("netlistener_stop_listening", |st| {
         for mut i in std::mem::take(&mut st.instances) {

@@ -34,9 +34,10 @@ pub struct CommonSlots {
     pub pool_name: Slot,
     /// `File_Mode` (mode, 0660): permissions of a Unix socket.
     pub file_mode: Slot,
-    /// `TCP_Recv_Buffer_Size` (size, 0 = the type's default, else the OS default).
+    /// `TCP_Recv_Buffer_Size` (size; unset: the type's default from `netlistener_register4`;
+    /// set, 0 included: that value, 0 being the OS default).
     pub tcp_recv_buffer_size: Slot,
-    /// `TCP_Send_Buffer_Size` (size, 0 = the type's default, else the OS default).
+    /// `TCP_Send_Buffer_Size` (size; as `TCP_Recv_Buffer_Size`).
     pub tcp_send_buffer_size: Slot,
     /// `Disable_Nagle_Algorithm` (bool, false): `TCP_NODELAY` on accepted sockets.
     pub disable_nagle: Slot,
@@ -138,14 +139,14 @@ impl CommonSlots {
                 OptionType::Size,
                 "0",
                 SOCKET,
-                "SO_RCVBUF (0: default)",
+                "SO_RCVBUF (unset: the type's default; 0: the OS default)",
             ))?,
             tcp_send_buffer_size: r(opt(
                 "TCP_Send_Buffer_Size",
                 OptionType::Size,
                 "0",
                 SOCKET,
-                "SO_SNDBUF (0: default)",
+                "SO_SNDBUF (unset: the type's default; 0: the OS default)",
             ))?,
             disable_nagle: r(opt(
                 "Disable_Nagle_Algorithm",

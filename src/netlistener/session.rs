@@ -47,7 +47,8 @@ pub enum Refusal {
 /// Counters of one Listen instance (or one listener type), updated from any thread.
 #[derive(Debug, Default)]
 pub struct Stats {
-    /// Connections accepted and handed to the module.
+    /// Connections that passed every check (the acceptor's too) and became sessions.
+    /// `accepted + refused` is the number of connections accepted from the kernel.
     pub accepted: AtomicU64,
     /// Refused by `Deny`.
     pub refused_deny: AtomicU64,
@@ -65,6 +66,9 @@ pub struct Stats {
     pub failed_accepts: AtomicU64,
     /// Sessions ended by their idle timeout (reported by modules).
     pub timeouts: AtomicU64,
+    /// Times an accept thread found the hand-off queue full (`Accept_Queue_Backlog`) and
+    /// waited, leaving new connections in the kernel's backlog.
+    pub queue_waits: AtomicU64,
 }
 
 /// A copy of [`Stats`] at one moment.
@@ -90,6 +94,8 @@ pub struct StatsSnapshot {
     pub failed_accepts: u64,
     /// See [`Stats::timeouts`].
     pub timeouts: u64,
+    /// See [`Stats::queue_waits`].
+    pub queue_waits: u64,
 }
 
 impl Stats {
@@ -113,6 +119,7 @@ impl Stats {
             peak: l(&self.peak),
             failed_accepts: l(&self.failed_accepts),
             timeouts: l(&self.timeouts),
+            queue_waits: l(&self.queue_waits),
         }
     }
 
@@ -275,7 +282,8 @@ pub struct AcceptConstruct {
 }
 
 impl Drop for AcceptConstruct {
-    /// Releases the session's caps, registry slot and counters, however it ended.
+    /// Releases the session's caps, registry slot and counters, however it ended (a
+    /// connection the acceptor refused only gives back its caps: it was never counted).
     fn drop(&mut self) {
         if let Some(caps) = self.caps.take() {
             let mut held = self.shared.caps.lock().unwrap_or_else(|p| p.into_inner());
@@ -287,6 +295,9 @@ impl Drop for AcceptConstruct {
                     }
                 }
             }
+        }
+        if self.reg == NOT_STARTED {
+            return;
         }
         self.shared
             .sessions
@@ -390,32 +401,19 @@ pub(crate) struct NewSession {
     pub chain: Chain,
     pub idle_time: Option<Duration>,
     pub caps: Vec<CapKey>,
-    pub fd: i32,
-    pub now: Instant,
 }
 
-/// Registers a new session (counters, registry) and builds its `AcceptConstruct`.
+/// `reg` of a connection that is not a session yet (its acceptor has not passed it).
+const NOT_STARTED: u32 = u32::MAX;
+
+/// Builds a new connection's `AcceptConstruct` (holding its caps). It is not counted nor
+/// listed until [`begin_session`] — after the module's acceptor passed it.
 pub(crate) fn open_session(
     shared: &Arc<Shared>,
     inst: &Arc<ListenInfo>,
     n: NewSession,
 ) -> AcceptConstruct {
-    inst.stats.started();
-    inst.def.stats.started();
     let conn_id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
-    let info = SessionInfo {
-        conn_id,
-        fd: n.fd,
-        inst: inst.clone(),
-        remote: n.remote_addr,
-        started: n.now,
-        event: EventId::NONE,
-    };
-    let reg = shared
-        .sessions
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(info);
     AcceptConstruct {
         remote_addr: n.remote_addr,
         inst: inst.clone(),
@@ -426,11 +424,42 @@ pub(crate) fn open_session(
         accept_construct_closure: None,
         shared: shared.clone(),
         caps: (!n.caps.is_empty()).then(|| n.caps.into_boxed_slice()),
-        reg,
+        reg: NOT_STARTED,
     }
 }
 
+/// Makes an admitted connection a session: counted (accepted, active, peak) and listed in the
+/// registry. Called once, after the acceptor; its `Drop` undoes both.
+pub(crate) fn begin_session(ac: &mut AcceptConstruct, fd: i32, now: Instant) {
+    if ac.reg != NOT_STARTED {
+        return;
+    }
+    ac.inst.stats.started();
+    ac.inst.def.stats.started();
+    let info = SessionInfo {
+        conn_id: ac.conn_id,
+        fd,
+        inst: ac.inst.clone(),
+        remote: ac.remote_addr,
+        started: now,
+        event: EventId::NONE,
+    };
+    ac.reg = ac
+        .shared
+        .sessions
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(info);
+}
+
 /// Checks the caps for a new session and takes its places; `Err` names the cap that refused.
+///
+/// Each cap is fetched like any option: the first scope of the session's chain that sets it
+/// supplies the value **and** the block it counts (`scope_cidr` of that scope: the Peer's
+/// CIDR, or none for a Listen/listener/global value). So a Peer that sets its own
+/// `Listener_Sessions` replaces the Listen-wide cap for its block: those sessions count
+/// against the block's cap only. With several matching Peers in the chain (longest prefix
+/// first), the most specific Peer that sets the cap is the block counted.
 pub(crate) fn take_caps(
     shared: &Arc<Shared>,
     gen: &Generation,
