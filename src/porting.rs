@@ -35,7 +35,7 @@
 //! | `ping_scheduler()` | [`scheduler::ping_scheduler`](crate::scheduler::ping_scheduler) | |
 //! | `schedule_recurring_function()` | [`scheduler::schedule_recurring`](crate::scheduler::schedule_recurring) | |
 //! | master event loop | [`Scheduler::run`](crate::scheduler::Scheduler::run) | level-mode `polling` |
-//! | signal handling | [`scheduler::on_signal`](crate::scheduler::on_signal) | self-pipe; callback on the loop |
+//! | signal handling | [`scheduler::on_signal`](crate::scheduler::on_signal) | self-pipe plus a pending flag per signal; callback on the loop; repeats coalesce; a panicking callback is logged |
 //! | `ec_async_job` | [`threadpool::Job`](crate::threadpool::Job), [`scheduler::threadpool_submit`](crate::scheduler::threadpool_submit) | completion is a [`Completion`](crate::threadpool::Completion) |
 //! | `IO` / `CPU` thread pools | [`scheduler::get_pool`](crate::scheduler::get_pool) | created on first use; `None` after [`shutdown_pools`](crate::scheduler::shutdown_pools); a dropped [`ThreadPool`](crate::threadpool::ThreadPool) shuts down |
 //! | `read()`/`write()` + `EAGAIN` | [`Event::read`](crate::event::Event::read), [`Event::write`](crate::event::Event::write), [`event::Io`](crate::event::Io) | says what to wait for next |

@@ -226,6 +226,8 @@ struct Core {
     timers_per_iter: usize,
     live: usize,
     signals: Vec<(i32, SignalCallback)>,
+    /// The self-pipe's read event and write end.
+    signal_event: Option<EventId>,
     signal_write: Option<OwnedFd>,
     pools: HashMap<String, Arc<ThreadPool>>,
     /// Set by [`shutdown_pools`]: no pool is created or handed out afterwards.
@@ -302,6 +304,7 @@ impl Scheduler {
             timers_per_iter: DEFAULT_TIMERS_PER_ITERATION,
             live: 0,
             signals: Vec::new(),
+            signal_event: None,
             signal_write: None,
             pools: HashMap::new(),
             pools_shut: false,
@@ -453,8 +456,9 @@ impl Drop for Scheduler {
     fn drop(&mut self) {
         let (events, pools) = {
             let mut c = self.core.borrow_mut();
-            if c.signal_write.is_some() {
-                sys::set_signal_pipe(-1);
+            if let Some(w) = &c.signal_write {
+                // Only if it is still ours: another scheduler may have taken the signals since.
+                sys::clear_signal_pipe(w.as_raw_fd());
             }
             let mut evs = Vec::new();
             for i in 0..c.slots.len() {
@@ -1021,51 +1025,88 @@ pub fn current_handle() -> SchedulerHandle {
 // Signals, through a self-pipe
 // ---------------------------------------------------------------------------------------------
 
-/// Calls `cb` on the scheduler thread whenever `signo` arrives (HUP, TERM, INT…). The signal
-/// handler only writes one byte into a self-pipe; the loop reads it and runs `cb`. Only one
-/// scheduler per process should own signals.
+/// Calls `cb` on the scheduler thread whenever `signo` arrives (HUP, TERM, INT…), replacing
+/// an earlier callback for it. The signal handler only sets the signal's pending flag and
+/// writes a wake-up byte into a self-pipe; the loop drains the pipe, then runs the callback of
+/// every pending signal, in numeric order. Repeats of one signal before the loop gets to them
+/// coalesce into one call (as the kernel's own pending signals do); a full pipe loses wake-up
+/// bytes, never a signal. A panicking callback is logged, naming the signal, and delivery goes
+/// on. Only one scheduler per process should own signals (the last to call this gets them).
+///
+/// `Err` if the pipe cannot be made or registered, or `signo` is not a signal number the
+/// handler records (1 to 64).
 pub fn on_signal(signo: i32, cb: SignalCallback) -> io::Result<()> {
-    let need_pipe = with_core("on_signal", |c| c.signal_write.is_none());
-    if need_pipe {
-        let (r, w) = sys::pipe()?;
-        sys::set_signal_pipe(w.as_raw_fd());
-        with_core("on_signal", |c| c.signal_write = Some(w));
-        schedule_event(Event::build_fd_event(
-            r,
-            E_READ,
-            signal_pipe_cb,
-            Box::new(()),
-        ))?;
-    }
+    ensure_signal_pipe()?;
+    sys::install_signal_handler(signo)?;
     with_core("on_signal", |c| {
         c.signals.retain(|(s, _)| *s != signo);
         c.signals.push((signo, cb));
     });
-    sys::install_signal_handler(signo)
+    Ok(())
 }
 
+/// Makes the self-pipe unless its read event is alive.
+fn ensure_signal_pipe() -> io::Result<()> {
+    let alive = with_core("on_signal", |c| {
+        c.signal_event.is_some_and(|id| c.valid(id).is_some())
+    });
+    if alive {
+        return Ok(());
+    }
+    let (r, w) = sys::pipe()?;
+    // Register the read end before publishing the write end: no byte goes to a dead pipe.
+    let id = schedule_event(Event::build_fd_event(
+        r,
+        E_READ,
+        signal_pipe_cb,
+        Box::new(()),
+    ))?;
+    sys::set_signal_pipe(w.as_raw_fd());
+    let old = with_core("on_signal", |c| {
+        c.signal_event = Some(id);
+        c.signal_write.replace(w)
+    });
+    drop(old);
+    Ok(())
+}
+
+/// Never returns 0 and never unwinds: the pipe's event must outlive every callback.
 fn signal_pipe_cb(e: &mut Event, _et: i32, _cl: &mut Closure, now: Instant) -> i32 {
     let mut buf = [0u8; 64];
-    loop {
-        match sys::read(e.fd(), &mut buf) {
-            Ok(0) => return E_READ,
-            Ok(n) => {
-                for &signo in &buf[..n] {
-                    let cbs: Vec<SignalCallback> = with_core("signal", |c| {
-                        c.signals
-                            .iter()
-                            .filter(|(s, _)| *s == signo as i32)
-                            .map(|(_, f)| *f)
-                            .collect()
-                    });
-                    for cb in cbs {
-                        cb(signo as i32, now);
-                    }
-                }
+    // Drain first, then take the flags: a flag set after the drain comes with a new byte.
+    while matches!(sys::read(e.fd(), &mut buf), Ok(n) if n > 0) {}
+    for signo in sys::take_pending_signals() {
+        let cbs: Vec<SignalCallback> = with_core("signal", |c| {
+            c.signals
+                .iter()
+                .filter(|(s, _)| *s == signo)
+                .map(|(_, f)| *f)
+                .collect()
+        });
+        for cb in cbs {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb(signo, now))) {
+                log::error!(
+                    "{} callback panicked: {}; signal delivery goes on",
+                    signal_name(signo),
+                    panic_message(&p)
+                );
             }
-            Err(_) => return E_READ,
         }
     }
+    E_READ
+}
+
+fn signal_name(signo: i32) -> String {
+    let name = match signo {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
+        _ => return format!("signal {signo}"),
+    };
+    format!("{name} ({signo})")
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use polling::{PollMode, Poller};
 
@@ -165,14 +165,36 @@ pub fn dup(fd: RawFd) -> io::Result<OwnedFd> {
 // Signals through a self-pipe
 // ---------------------------------------------------------------------------------------------
 
+/// Signal numbers the handler records: 1 to 64 (Linux's real-time signals end at 64; the BSDs
+/// and macOS stop at 32 or 33).
+pub(crate) const MAX_SIGNAL: usize = 64;
+
 static SIGNAL_PIPE_FD: AtomicI32 = AtomicI32::new(-1);
 
+// An array of atomics needs a const item to repeat; it is never used by value.
+#[allow(clippy::declare_interior_mutable_const)]
+const NOT_PENDING: AtomicBool = AtomicBool::new(false);
+
+/// One flag per signal number, set by the handler and swapped back by the loop. The pipe only
+/// wakes the loop: a full pipe drops wake-up bytes, never a signal.
+static SIGNAL_PENDING: [AtomicBool; MAX_SIGNAL + 1] = [NOT_PENDING; MAX_SIGNAL + 1];
+
 extern "C" fn on_signal(signo: libc::c_int) {
-    let fd = SIGNAL_PIPE_FD.load(Ordering::Relaxed);
+    let Some(flag) = usize::try_from(signo)
+        .ok()
+        .and_then(|s| SIGNAL_PENDING.get(s))
+    else {
+        return;
+    };
+    // The flag first: the loop reads the pipe, then swaps the flags, so a byte it has already
+    // drained can never hide a flag set after it.
+    flag.store(true, Ordering::SeqCst);
+    let fd = SIGNAL_PIPE_FD.load(Ordering::SeqCst);
     if fd >= 0 {
-        let b = signo as u8;
+        let b = 0u8;
         // SAFETY: write(2) is async-signal-safe; `b` lives for the call. errno is saved and
-        // restored so the interrupted code does not see it change.
+        // restored so the interrupted code does not see it change. A full pipe (EAGAIN) is
+        // fine: its bytes already guarantee a wake-up.
         unsafe {
             let saved = *errno_location();
             libc::write(fd, (&b as *const u8).cast(), 1);
@@ -199,14 +221,35 @@ unsafe fn errno_location() -> *mut libc::c_int {
     libc::__errno()
 }
 
-/// Points the process's signal self-pipe at `write_fd`. The handler only writes the signal
-/// number (one byte) there: no other work is done in signal context.
+/// Points the process's signal self-pipe at `write_fd`. The handler only sets the signal's
+/// pending flag and writes one wake-up byte there: no other work is done in signal context.
 pub(crate) fn set_signal_pipe(write_fd: RawFd) {
     SIGNAL_PIPE_FD.store(write_fd, Ordering::SeqCst);
 }
 
-/// Installs the self-pipe handler for `signo` (`SA_RESTART`).
+/// Detaches the self-pipe if it is still `write_fd` (another scheduler may own it by now).
+pub(crate) fn clear_signal_pipe(write_fd: RawFd) {
+    let _ = SIGNAL_PIPE_FD.compare_exchange(write_fd, -1, Ordering::SeqCst, Ordering::SeqCst);
+}
+
+/// Clears and returns the signals that arrived since the last call, in numeric order (repeats
+/// of one signal coalesce, as the kernel's do).
+pub(crate) fn take_pending_signals() -> Vec<i32> {
+    (1..=MAX_SIGNAL)
+        .filter(|&s| SIGNAL_PENDING[s].swap(false, Ordering::SeqCst))
+        .map(|s| s as i32)
+        .collect()
+}
+
+/// Installs the self-pipe handler for `signo` (`SA_RESTART`). `Err(InvalidInput)` for a
+/// signal number above [`MAX_SIGNAL`].
 pub(crate) fn install_signal_handler(signo: i32) -> io::Result<()> {
+    if !(1..=MAX_SIGNAL as i32).contains(&signo) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("signal {signo} out of range 1..={MAX_SIGNAL}"),
+        ));
+    }
     // SAFETY: a zeroed sigaction is a valid starting value; we set the handler, an empty mask
     // and flags before passing it to sigaction(2). The handler is async-signal-safe.
     unsafe {
@@ -216,6 +259,24 @@ pub(crate) fn install_signal_handler(signo: i32) -> io::Result<()> {
         sa.sa_flags = libc::SA_RESTART;
         cvt(libc::sigaction(signo, &sa, std::ptr::null_mut()))?;
     }
+    Ok(())
+}
+
+/// Sends `signo` to the calling thread (`raise(3)`), for tests of signal handling.
+pub fn raise_signal(signo: i32) -> io::Result<()> {
+    // SAFETY: raise(3) takes an integer and has no memory-safety preconditions.
+    if unsafe { libc::raise(signo) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends `signo` to process `pid` (`kill(2)`), e.g. to stop a child server in a test.
+pub fn kill(pid: u32, signo: i32) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "pid out of range"))?;
+    // SAFETY: kill(2) takes integers and has no memory-safety preconditions.
+    cvt(unsafe { libc::kill(pid, signo) })?;
     Ok(())
 }
 
