@@ -231,9 +231,16 @@ impl Event {
     }
 
     /// Takes the fd out of the event (the event then watches nothing). Used when a session is
-    /// handed to another owner.
+    /// handed to another owner, which may schedule it in a new event at once.
+    ///
+    /// From the event's callback or a [`crate::scheduler::with_event`] closure, the fd leaves
+    /// the poller here; on a pool thread, when the floated event is resumed. Either way the
+    /// scheduler then forgets it (`get_event_by_fd` no longer finds this event), so a later
+    /// event reusing the fd number is never disturbed.
     pub fn take_fd(&mut self) -> Option<OwnedFd> {
-        self.fd.take()
+        let fd = self.fd.take()?;
+        crate::scheduler::fd_taken(self.id, fd.as_raw_fd());
+        Some(fd)
     }
 
     /// Non-blocking read into `buf`. C: `read()` plus the caller's `EAGAIN` test.

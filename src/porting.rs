@@ -27,10 +27,10 @@
 //! | `build_event_from_now()` | [`Event::build_event_from_now`](crate::event::Event::build_event_from_now) | |
 //! | `schedule_event()` | [`scheduler::schedule_event`](crate::scheduler::schedule_event) | returns `io::Result<EventId>` |
 //! | `schedule_event_and_dispatch()` | [`scheduler::schedule_event_and_dispatch`](crate::scheduler::schedule_event_and_dispatch), [`SchedulerHandle::schedule_event_and_dispatch`](crate::scheduler::SchedulerHandle::schedule_event_and_dispatch) | any thread with a handle |
-//! | `clear_timed_event()` | [`scheduler::clear_timed_event`](crate::scheduler::clear_timed_event) | by id |
+//! | `clear_timed_event()` | [`scheduler::clear_timed_event`](crate::scheduler::clear_timed_event) | by id; also from the event's own callback or a [`with_event`](crate::scheduler::with_event) closure (finished when it returns) |
 //! | `clear_event_by_fd()` | [`scheduler::clear_event_by_fd`](crate::scheduler::clear_event_by_fd) | |
 //! | `get_event_by_fd()` | [`scheduler::get_event_by_fd`](crate::scheduler::get_event_by_fd) | returns an id |
-//! | `float_event()` | [`scheduler::float_event`](crate::scheduler::float_event) + [`FloatedEvent::resume`](crate::scheduler::FloatedEvent::resume) | the floated event is an owned `Send` value |
+//! | `float_event()` | [`scheduler::float_event`](crate::scheduler::float_event) + [`FloatedEvent::resume`](crate::scheduler::FloatedEvent::resume) | the floated event is an owned `Send` value; never reaped while floating; a deadline passed meanwhile fires after the `E_ASYNC` callback, which may move it |
 //! | `is_scheduler_thread()` | [`scheduler::is_scheduler_thread`](crate::scheduler::is_scheduler_thread) | |
 //! | `ping_scheduler()` | [`scheduler::ping_scheduler`](crate::scheduler::ping_scheduler) | |
 //! | `schedule_recurring_function()` | [`scheduler::schedule_recurring`](crate::scheduler::schedule_recurring) | |

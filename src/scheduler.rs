@@ -19,7 +19,13 @@
 //! the callback returns, the fd is removed from the poller and the event, closure included, is
 //! handed as an owned `Send` [`FloatedEvent`] to a hand-off function, which typically gives it
 //! to a thread pool. [`FloatedEvent::resume`] (from any thread) puts it back; its callback then
-//! runs on the scheduler thread with `E_ASYNC`. A floated event is never reaped by its timeout.
+//! runs on the scheduler thread with `E_ASYNC`. A floated event is never reaped by its timeout
+//! while it floats; if the deadline passed meanwhile, the `E_ASYNC` callback still runs first
+//! and may move it, and a deadline it leaves in the past fires next (see [`float_event`]).
+//!
+//! Readiness is keyed by the event's id (slot and generation) and checked against the slot's
+//! registration, so a report for an event finished earlier in the same iteration never
+//! reaches a newer event in its slot or on its fd number.
 //!
 //! # Contract
 //! - One scheduler per thread; the scheduler is `!Send`. The free functions must be called on
@@ -31,11 +37,17 @@
 //! - Callbacks may call every function here, including on their own event.
 //! - An event with neither an fd nor a deadline after its callback returns is finished (nothing
 //!   could ever fire it again).
+//! - An event may give up its fd ([`Event::take_fd`]) in its callback, in a [`with_event`]
+//!   closure or while floating; the scheduler forgets the fd (poller and
+//!   [`get_event_by_fd`]) and the fd may be scheduled again in another event at once.
 //!
 //! # Diagnostics
 //! A panic inside a callback is caught, logged with the event's id and fd, the event dropped
-//! (fd closed) and the loop goes on. A failed `poll` wait is logged and retried after a short
-//! pause (never a spin). Registration failures are returned as `io::Error`.
+//! (fd closed) and the loop goes on. So is a panic in the destructor of a closure the
+//! scheduler drops, and one in a signal callback (logged naming the signal; signals keep
+//! arriving). A failed `poll` wait is logged and retried after a short pause (never a spin).
+//! Registration failures are returned as `io::Error`, the event dropped outside the
+//! scheduler's borrow (its closure's destructor may call the scheduler).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -196,6 +208,9 @@ struct Slot {
     interest: i32,
     /// The fd as registered (kept here because the event is away while dispatching).
     fd: RawFd,
+    /// The loop iteration in which the fd was last added to the poller: readiness from that
+    /// iteration's wait predates the registration and is ignored.
+    reg_iter: u64,
     /// Sequence and deadline of this slot's live heap entry, if any.
     timer_seq: u64,
     timer_at: Option<Instant>,
@@ -223,6 +238,8 @@ struct Core {
     now: Instant,
     running: bool,
     stop: bool,
+    /// Loop iterations so far (one per poll wait).
+    iteration: u64,
     timers_per_iter: usize,
     live: usize,
     signals: Vec<(i32, SignalCallback)>,
@@ -256,19 +273,27 @@ fn current_core(caller: &str) -> Rc<RefCell<Core>> {
 ///
 /// ```
 /// use netlistener::event::{Closure, Event, E_TIMEOUT};
-/// use netlistener::scheduler::{schedule_event, stop_scheduler, Scheduler};
+/// use netlistener::scheduler::{schedule_event, schedule_timer, stop_scheduler, Scheduler};
+/// use std::sync::atomic::{AtomicI32, Ordering};
 /// use std::time::{Duration, Instant};
 ///
-/// fn tick(_e: &mut Event, et: i32, closure: &mut Closure, _now: Instant) -> i32 {
-///     assert_eq!(et, E_TIMEOUT);
-///     *closure.downcast_mut::<bool>().unwrap() = true;
+/// static FIRED_WITH: AtomicI32 = AtomicI32::new(0);
+///
+/// fn tick(_e: &mut Event, et: i32, _closure: &mut Closure, _now: Instant) -> i32 {
+///     FIRED_WITH.store(et, Ordering::SeqCst);
 ///     stop_scheduler();
+///     0 // finished: the event is dropped
+/// }
+/// fn deadline(_e: &mut Event, _et: i32, _closure: &mut Closure, _now: Instant) -> i32 {
+///     stop_scheduler(); // the example failed: never hang
 ///     0
 /// }
 /// let sched = Scheduler::new().unwrap();
-/// let ev = Event::build_event_from_now(Instant::now(), Duration::from_millis(5), tick, Box::new(false));
+/// let ev = Event::build_event_from_now(Instant::now(), Duration::from_millis(5), tick, Box::new(()));
 /// schedule_event(ev).unwrap();
+/// schedule_timer(Duration::from_secs(10), deadline, Box::new(()));
 /// sched.run();
+/// assert_eq!(FIRED_WITH.load(Ordering::SeqCst), E_TIMEOUT);
 /// ```
 pub struct Scheduler {
     core: Rc<RefCell<Core>>,
@@ -301,6 +326,7 @@ impl Scheduler {
             now: Instant::now(),
             running: false,
             stop: false,
+            iteration: 0,
             timers_per_iter: DEFAULT_TIMERS_PER_ITERATION,
             live: 0,
             signals: Vec::new(),
@@ -364,7 +390,11 @@ impl Scheduler {
                 }
             }
             let now = Instant::now();
-            self.core.borrow_mut().now = now;
+            {
+                let mut c = self.core.borrow_mut();
+                c.now = now;
+                c.iteration += 1;
+            }
             self.drain_remote(now);
             for pe in events.iter() {
                 let bits =
@@ -385,15 +415,18 @@ impl Scheduler {
         for item in items {
             match item {
                 Remote::Dispatch(ev) => {
-                    let mut c = self.core.borrow_mut();
-                    match c.insert(ev, now) {
-                        Ok(id) => c.ready.push_back((id, E_ASYNC)),
-                        Err(e) => {
-                            log::warn!("schedule_event_and_dispatch: cannot register event: {e}")
-                        }
+                    let r = self.core.borrow_mut().insert_and_dispatch(ev, now);
+                    if let Err((e, ev)) = r {
+                        log::warn!("schedule_event_and_dispatch: cannot register event: {e}");
+                        drop_event(ev);
                     }
                 }
-                Remote::Resume(ev, mask) => self.core.borrow_mut().resume(ev, mask),
+                Remote::Resume(ev, mask) => {
+                    let refused = self.core.borrow_mut().resume(ev, mask);
+                    if let Some(ev) = refused {
+                        drop_event(ev);
+                    }
+                }
                 Remote::Lost(id) => self.core.borrow_mut().lost(id),
                 Remote::Run(f) => run_guarded("cross-thread job", f),
                 Remote::Stop => self.core.borrow_mut().stop = true,
@@ -402,15 +435,7 @@ impl Scheduler {
     }
 
     fn dispatch_io(&self, key: usize, bits: i32, now: Instant) {
-        let target = {
-            let c = self.core.borrow();
-            match c.slots.get(key) {
-                Some(s) if s.state == SlotState::Waiting && bits & s.interest != 0 => {
-                    Some((EventId::new(key as u32, s.gen), bits & s.interest))
-                }
-                _ => None,
-            }
-        };
+        let target = self.core.borrow().io_target(key, bits);
         if let Some((id, et)) = target {
             dispatch(&self.core, id, et, now);
         }
@@ -472,7 +497,9 @@ impl Drop for Scheduler {
         for p in pools.values() {
             p.shutdown();
         }
-        drop(events);
+        for ev in events {
+            drop_event(ev);
+        }
         CORE.with(|c| *c.borrow_mut() = None);
         HOME.with(|h| *h.borrow_mut() = None);
     }
@@ -494,7 +521,7 @@ fn dispatch(core: &Rc<RefCell<Core>>, id: EventId, et: i32, now: Instant) {
     // functions may call back into the scheduler.
     match after {
         After::Keep => {}
-        After::Drop(ev) => drop(ev),
+        After::Drop(ev) => drop_event(ev),
         After::Float(handoff, fe) => {
             if let Err(p) = catch_unwind(AssertUnwindSafe(|| handoff(fe))) {
                 log::error!(
@@ -503,6 +530,18 @@ fn dispatch(core: &Rc<RefCell<Core>>, id: EventId, et: i32, now: Instant) {
                 );
             }
         }
+    }
+}
+
+/// Drops a finished event outside the core borrow, containing a panicking closure destructor
+/// (the fields after the panicking one, the fd included, are still dropped by the unwind).
+fn drop_event(ev: Box<Event>) {
+    let (id, fd) = (ev.id, ev.fd());
+    if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(ev))) {
+        log::error!(
+            "event {id} (fd {fd}): its closure's destructor panicked: {}",
+            panic_message(&p)
+        );
     }
 }
 
@@ -522,6 +561,13 @@ pub(crate) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
+/// The poller key of an event: its whole id where `usize` has room (64-bit), its slot index
+/// (the id's low half) on 32-bit targets, where [`Slot::reg_iter`] alone rejects stale
+/// readiness.
+fn poll_key(id: EventId) -> usize {
+    id.as_u64() as usize
+}
+
 impl Core {
     fn wait_timeout(&self) -> Option<Duration> {
         if !self.ready.is_empty() || self.more_timers || self.stop {
@@ -530,6 +576,19 @@ impl Core {
         self.timers
             .next_deadline()
             .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// The iteration's `now` inside `run`, the clock outside it.
+    fn clock(&self) -> Instant {
+        if self.running {
+            self.now
+        } else {
+            Instant::now()
+        }
+    }
+
+    fn slot_id(&self, i: usize) -> EventId {
+        EventId::new(i as u32, self.slots[i].gen)
     }
 
     fn alloc_slot(&mut self) -> usize {
@@ -542,6 +601,7 @@ impl Core {
             ev: None,
             interest: 0,
             fd: -1,
+            reg_iter: 0,
             timer_seq: 0,
             timer_at: None,
             cancelled: false,
@@ -549,9 +609,15 @@ impl Core {
         self.slots.len() - 1
     }
 
-    fn insert(&mut self, mut ev: Box<Event>, now: Instant) -> io::Result<EventId> {
+    /// Adds an event. On error the event is handed back, to be dropped outside the borrow
+    /// (its closure's destructor may call the scheduler).
+    fn insert(
+        &mut self,
+        mut ev: Box<Event>,
+        now: Instant,
+    ) -> Result<EventId, (io::Error, Box<Event>)> {
         let i = self.alloc_slot();
-        let id = EventId::new(i as u32, self.slots[i].gen);
+        let id = self.slot_id(i);
         ev.id = id;
         let fd = ev.fd();
         {
@@ -562,7 +628,8 @@ impl Core {
         }
         if let Err(e) = self.set_interest(i, ev.mask) {
             self.free_slot(i);
-            return Err(e);
+            ev.id = EventId::NONE;
+            return Err((e, ev));
         }
         if fd >= 0 {
             self.by_fd.insert(fd, id);
@@ -578,6 +645,16 @@ impl Core {
         Ok(id)
     }
 
+    fn insert_and_dispatch(
+        &mut self,
+        ev: Box<Event>,
+        now: Instant,
+    ) -> Result<(), (io::Error, Box<Event>)> {
+        let id = self.insert(ev, now)?;
+        self.ready.push_back((id, E_ASYNC));
+        Ok(())
+    }
+
     fn set_interest(&mut self, i: usize, mask: i32) -> io::Result<()> {
         let want = mask & (E_READ | E_WRITE);
         let s = &self.slots[i];
@@ -586,26 +663,74 @@ impl Core {
             return Ok(());
         }
         let (r, w) = (want & E_READ != 0, want & E_WRITE != 0);
+        let key = poll_key(self.slot_id(i));
         let p = &self.shared.poller;
         // Not registered while the interest is empty: in level mode a hung-up fd with no
         // interest would otherwise be reported on every wait (a spin).
         if have == 0 {
-            sys::poller_add(p, fd, i, r, w)?;
+            sys::poller_add(p, fd, key, r, w)?;
+            self.slots[i].reg_iter = self.iteration;
         } else if want == 0 {
             sys::poller_delete(p, fd)?;
         } else {
-            sys::poller_modify(p, fd, i, r, w)?;
+            sys::poller_modify(p, fd, key, r, w)?;
         }
         self.slots[i].interest = want;
         Ok(())
     }
 
+    /// The event a readiness report from this iteration's wait is for, and the bits it waits
+    /// for, unless the report is stale: its slot was freed and reused (the generation in the
+    /// key differs), or the fd was registered after the wait returned.
+    fn io_target(&self, key: usize, bits: i32) -> Option<(EventId, i32)> {
+        let i = (key as u64 & 0xffff_ffff) as usize;
+        let s = self.slots.get(i)?;
+        let id = EventId::new(i as u32, s.gen);
+        if poll_key(id) != key || s.state != SlotState::Waiting || s.reg_iter == self.iteration {
+            return None;
+        }
+        let et = bits & s.interest;
+        (et != 0).then_some((id, et))
+    }
+
+    /// Removes the slot's fd from the poller (the fd stays recorded: a floating event keeps
+    /// it, and `get_event_by_fd` still finds it).
     fn unregister(&mut self, i: usize) {
+        let id = self.slot_id(i);
         let s = &mut self.slots[i];
-        if s.interest != 0 && s.fd >= 0 {
+        // Not ours in `by_fd`: our fd was closed and its number now belongs to a newer event,
+        // whose registration this is; the kernel dropped ours with the close.
+        if s.interest != 0 && s.fd >= 0 && self.by_fd.get(&s.fd) == Some(&id) {
             let _ = sys::poller_delete(&self.shared.poller, s.fd);
         }
         s.interest = 0;
+    }
+
+    /// Forgets the slot's fd entirely: poller registration and `by_fd` entry.
+    fn forget_fd(&mut self, i: usize) {
+        self.unregister(i);
+        let id = self.slot_id(i);
+        let fd = std::mem::replace(&mut self.slots[i].fd, -1);
+        if fd >= 0 && self.by_fd.get(&fd) == Some(&id) {
+            self.by_fd.remove(&fd);
+        }
+    }
+
+    /// Follows a change of the event's fd made while it was out of its slot
+    /// ([`Event::take_fd`] off the scheduler thread, say): the old registration goes while
+    /// the old number is still known (if that fd is closed already the delete fails, which
+    /// is expected and ignored), `by_fd` follows, and the new fd starts unregistered — the
+    /// caller registers it with the event's mask.
+    fn sync_fd(&mut self, i: usize, fd: RawFd) {
+        if self.slots[i].fd == fd {
+            return;
+        }
+        self.forget_fd(i);
+        self.slots[i].fd = fd;
+        if fd >= 0 {
+            let id = self.slot_id(i);
+            self.by_fd.insert(fd, id);
+        }
     }
 
     fn sync_timer(&mut self, i: usize, deadline: Option<Instant>) {
@@ -616,7 +741,7 @@ impl Core {
             return;
         }
         let was_armed = s.timer_at.is_some();
-        let key = EventId::new(i as u32, s.gen).0;
+        let key = self.slot_id(i).0;
         let seq = self.timers.push(t, key);
         let s = &mut self.slots[i];
         s.timer_seq = seq;
@@ -636,24 +761,16 @@ impl Core {
 
     fn free_slot(&mut self, i: usize) {
         self.disarm(i);
-        let s = &mut self.slots[i];
-        if s.fd >= 0 {
-            let id = EventId::new(i as u32, s.gen);
-            if self.by_fd.get(&s.fd) == Some(&id) {
-                self.by_fd.remove(&s.fd);
-            }
-        }
+        self.forget_fd(i);
         let s = &mut self.slots[i];
         s.state = SlotState::Free;
         s.gen = s.gen.wrapping_add(1);
-        s.fd = -1;
         s.ev = None;
         s.cancelled = false;
         self.free.push(i as u32);
     }
 
     fn finish(&mut self, i: usize) {
-        self.unregister(i);
         self.free_slot(i);
         self.live -= 1;
     }
@@ -683,6 +800,8 @@ impl Core {
         now: Instant,
     ) -> After {
         let i = ev.id.index();
+        // First: every path below (finish included) must act on the fd the event holds now.
+        self.sync_fd(i, ev.fd());
         let mask = match result {
             Ok(m) => m,
             Err(p) => {
@@ -727,20 +846,37 @@ impl Core {
             return After::Drop(ev);
         }
         ev.mask = mask;
-        if let Err(e) = self.set_interest(i, mask) {
+        match self.put_back(ev, "callback") {
+            Some(ev) => After::Drop(ev),
+            None => After::Keep,
+        }
+    }
+
+    /// Returns an event taken by `take_for_dispatch` to its slot, waiting for `ev.mask` until
+    /// its deadline. Hands the event back, to be dropped outside the borrow, if it was cleared
+    /// meanwhile or its mask cannot be registered.
+    fn put_back(&mut self, ev: Box<Event>, after: &str) -> Option<Box<Event>> {
+        let i = ev.id.index();
+        self.sync_fd(i, ev.fd());
+        if self.slots[i].cancelled {
+            self.finish(i);
+            return Some(ev);
+        }
+        if let Err(e) = self.set_interest(i, ev.mask) {
             log::warn!(
-                "event {} (fd {}): cannot wait for mask {mask:#x}: {e}; event dropped",
+                "event {} (fd {}): cannot wait for mask {:#x} after its {after}: {e}; event dropped",
                 ev.id,
-                ev.fd()
+                ev.fd(),
+                ev.mask
             );
             self.finish(i);
-            return After::Drop(ev);
+            return Some(ev);
         }
         self.sync_timer(i, ev.timeout);
         let s = &mut self.slots[i];
         s.ev = Some(ev);
         s.state = SlotState::Waiting;
-        After::Keep
+        None
     }
 
     fn next_due_timer(&mut self, now: Instant) -> Option<EventId> {
@@ -752,12 +888,14 @@ impl Core {
             }
             self.disarm(i);
             if self.slots[i].state != SlotState::Waiting {
-                continue; // floating: never reaped; re-armed on resume
+                continue; // floating: never reaped; re-armed when its E_ASYNC callback returns
             }
             let deadline = self.slots[i].ev.as_ref().and_then(|e| e.timeout);
             match deadline {
                 None => continue,
-                Some(t) if t > now => self.sync_timer(i, Some(t)),
+                // Moved later: back in at its deadline, even one already due, so due timers
+                // still fire in deadline order when the loop runs late.
+                Some(t) if t > entry.deadline => self.sync_timer(i, Some(t)),
                 Some(_) => {
                     if let Some(ev) = self.slots[i].ev.as_mut() {
                         ev.timeout = None;
@@ -782,20 +920,24 @@ impl Core {
         }
     }
 
-    fn resume(&mut self, mut ev: Box<Event>, mask: i32) {
+    /// Puts a floated event back and queues its `E_ASYNC` callback. Its deadline is not
+    /// re-armed here: that callback runs first and sees it (see [`float_event`]). An event
+    /// that is not floating here is handed back, to be dropped outside the borrow.
+    fn resume(&mut self, mut ev: Box<Event>, mask: i32) -> Option<Box<Event>> {
         let id = ev.id;
         let Some(i) = self
             .valid(id)
             .filter(|&i| self.slots[i].state == SlotState::Floating)
         else {
             log::error!("resume: event {id} is not floating here; dropped");
-            return;
+            return Some(ev);
         };
         ev.float_to = None;
-        self.slots[i].fd = ev.fd();
+        self.sync_fd(i, ev.fd());
         self.slots[i].ev = Some(ev);
         self.slots[i].state = SlotState::Waiting;
         self.ready.push_back((id, E_ASYNC | mask));
+        None
     }
 
     fn lost(&mut self, id: EventId) {
@@ -804,8 +946,7 @@ impl Core {
             .filter(|&i| self.slots[i].state == SlotState::Floating)
         {
             log::debug!("floated event {id} dropped without resuming");
-            self.free_slot(i);
-            self.live -= 1;
+            self.finish(i);
         }
     }
 
@@ -841,9 +982,13 @@ impl Core {
 /// # Panics
 /// Off the scheduler thread.
 pub fn schedule_event(ev: Event) -> io::Result<EventId> {
-    with_core("schedule_event", |c| {
-        let now = if c.running { c.now } else { Instant::now() };
+    let r = with_core("schedule_event", |c| {
+        let now = c.clock();
         c.insert(Box::new(ev), now)
+    });
+    r.map_err(|(e, ev)| {
+        drop_event(ev);
+        e
     })
 }
 
@@ -855,11 +1000,14 @@ pub fn schedule_event(ev: Event) -> io::Result<EventId> {
 pub fn schedule_event_and_dispatch(ev: Event) {
     let on_sched = CORE.with(|c| c.borrow().clone());
     if let Some(rc) = on_sched {
-        let mut c = rc.borrow_mut();
-        let now = c.now;
-        match c.insert(Box::new(ev), now) {
-            Ok(id) => c.ready.push_back((id, E_ASYNC)),
-            Err(e) => log::warn!("schedule_event_and_dispatch: cannot register event: {e}"),
+        let r = {
+            let mut c = rc.borrow_mut();
+            let now = c.clock();
+            c.insert_and_dispatch(Box::new(ev), now)
+        };
+        if let Err((e, ev)) = r {
+            log::warn!("schedule_event_and_dispatch: cannot register event: {e}");
+            drop_event(ev);
         }
         return;
     }
@@ -875,13 +1023,7 @@ fn home_handle(caller: &str) -> SchedulerHandle {
 /// Builds and schedules a pure timer firing at `now + delay`. C: `build_event_from_now()` +
 /// `schedule_event()`.
 pub fn schedule_timer(delay: Duration, callback: EventCallback, closure: Box<Closure>) -> EventId {
-    let now = with_core("schedule_timer", |c| {
-        if c.running {
-            c.now
-        } else {
-            Instant::now()
-        }
-    });
+    let now = with_core("schedule_timer", |c| c.clock());
     schedule_event(Event::build_event_from_now(now, delay, callback, closure))
         .expect("a timer without fd cannot fail to register")
 }
@@ -893,13 +1035,7 @@ pub fn schedule_recurring(
     callback: EventCallback,
     closure: Box<Closure>,
 ) -> EventId {
-    let now = with_core("schedule_recurring", |c| {
-        if c.running {
-            c.now
-        } else {
-            Instant::now()
-        }
-    });
+    let now = with_core("schedule_recurring", |c| c.clock());
     let mut ev = Event::build_event_from_now(now, interval, callback, closure);
     ev.period = Some(interval);
     schedule_event(ev).expect("a timer without fd cannot fail to register")
@@ -910,7 +1046,9 @@ pub fn schedule_recurring(
 /// C: `clear_timed_event()`.
 pub fn clear_timed_event(id: EventId) -> bool {
     let (found, ev) = with_core("clear_timed_event", |c| c.clear(id));
-    drop(ev);
+    if let Some(ev) = ev {
+        drop_event(ev);
+    }
     found
 }
 
@@ -922,35 +1060,62 @@ pub fn clear_event_by_fd(fd: RawFd) -> bool {
     }
 }
 
-/// The event watching `fd`, if any. C: `get_event_by_fd()`.
+/// The event watching `fd`, if any (a floating event included). C: `get_event_by_fd()`.
 pub fn get_event_by_fd(fd: RawFd) -> Option<EventId> {
-    with_core("get_event_by_fd", |c| c.by_fd.get(&fd).copied())
+    with_core("get_event_by_fd", |c| {
+        let id = *c.by_fd.get(&fd)?;
+        let i = c.valid(id)?;
+        (c.slots[i].fd == fd).then_some(id)
+    })
+}
+
+/// Called by [`Event::take_fd`] on an event whose callback (or [`with_event`] closure) is
+/// running, or that floats, on this thread: the fd leaves the poller at once, while it is
+/// surely still open, so it can be scheduled again in a new event at once. Elsewhere (a pool
+/// thread) nothing happens here; the scheduler catches up when the event comes back.
+pub(crate) fn fd_taken(id: EventId, fd: RawFd) {
+    let Ok(Some(rc)) = CORE.try_with(|c| c.borrow().clone()) else {
+        return;
+    };
+    let Ok(mut c) = rc.try_borrow_mut() else {
+        return;
+    };
+    let out_of_slot = |s: &Slot| matches!(s.state, SlotState::Dispatching | SlotState::Floating);
+    if let Some(i) = c.valid(id) {
+        if out_of_slot(&c.slots[i]) && c.slots[i].fd == fd {
+            c.forget_fd(i);
+        }
+    }
 }
 
 /// Asks for `e` to be floated when its callback returns: the fd leaves the poller and
 /// `handoff` receives the event as an owned [`FloatedEvent`] (usually to give it to a pool).
 /// Call from inside `e`'s callback; the mask the callback returns is then ignored (but must be
 /// non-zero: returning 0 finishes the event instead). C: `float_event()`.
+///
+/// The deadline keeps running while the event floats but is never acted on: a floating event
+/// is not reaped. When it is resumed, its `E_ASYNC` callback runs first, whether or not the
+/// deadline passed meanwhile, and may move it (`e.timeout` shows it; modules usually reset
+/// their idle timeout there). If that callback leaves a deadline that has passed, `E_TIMEOUT`
+/// follows in the same iteration's timer phase (or a later one, if the per-iteration timer
+/// cap is reached first).
 pub fn float_event(e: &mut Event, handoff: FloatHandoff) {
     e.float_to = Some(handoff);
 }
 
 /// Runs `f` on a waiting event outside its callback (to read its state or move its deadline).
 /// `None` if the id is stale, or the event is floating or running its callback.
+///
+/// `f` may clear the event ([`clear_timed_event`]): it is finished when `f` returns. A new
+/// deadline or mask takes effect when `f` returns.
 pub fn with_event<R>(id: EventId, f: impl FnOnce(&mut Event) -> R) -> Option<R> {
     let core = current_core("with_event");
     let mut ev = core.borrow_mut().take_for_dispatch(id)?;
     let r = catch_unwind(AssertUnwindSafe(|| f(&mut ev)));
-    let mut c = core.borrow_mut();
-    let i = id.index();
-    c.sync_timer(i, ev.timeout);
-    let mask = ev.mask;
-    c.slots[i].ev = Some(ev);
-    c.slots[i].state = SlotState::Waiting;
-    if let Err(e) = c.set_interest(i, mask) {
-        log::warn!("with_event: event {id}: {e}");
+    let finished = core.borrow_mut().put_back(ev, "with_event closure");
+    if let Some(ev) = finished {
+        drop_event(ev);
     }
-    drop(c);
     match r {
         Ok(r) => Some(r),
         Err(p) => std::panic::resume_unwind(p),
@@ -995,13 +1160,7 @@ pub fn stop_scheduler() {
 
 /// The `now` of the current iteration (or the current time outside `run`).
 pub fn scheduler_now() -> Instant {
-    with_core("scheduler_now", |c| {
-        if c.running {
-            c.now
-        } else {
-            Instant::now()
-        }
-    })
+    with_core("scheduler_now", |c| c.clock())
 }
 
 /// Entries in the timer heap, live and stale (for tests and the console).

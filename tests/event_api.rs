@@ -1,9 +1,10 @@
 //! Black-box tests of the event API: callbacks, timers, floating, pools, panics, idle timers.
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -474,6 +475,680 @@ fn free_functions_off_the_scheduler_thread_panic() {
         msg.contains("schedule_timer: not on a scheduler thread"),
         "{msg}"
     );
+}
+
+/// The slot index inside an id (its low half), to show that a slot was reused.
+fn slot_of(id: EventId) -> u64 {
+    id.as_u64() & 0xffff_ffff
+}
+
+// --- stale readiness ---------------------------------------------------------------------
+
+thread_local! {
+    static PAIR_IDS: RefCell<Vec<EventId>> = const { RefCell::new(Vec::new()) };
+    static PEERS: RefCell<Vec<UnixStream>> = const { RefCell::new(Vec::new()) };
+}
+
+fn newcomer(_e: &mut Event, et: i32, _c: &mut Closure, _now: Instant) -> i32 {
+    note(format!("newcomer ran et={et:#x}"));
+    E_READ
+}
+
+/// Whichever of the two readable events runs first clears the other, whose readiness is in
+/// the same batch, and schedules an event that is not readable; LIFO slot reuse gives the
+/// newcomer the cleared event's slot.
+fn clear_the_other(e: &mut Event, _et: i32, _c: &mut Closure, _now: Instant) -> i32 {
+    let mut buf = [0u8; 8];
+    let _ = e.read(&mut buf);
+    let ids = PAIR_IDS.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    if let Some(&other) = ids.iter().find(|&&id| id != e.id()) {
+        assert!(clear_timed_event(other));
+        let (x, y) = UnixStream::pair().unwrap();
+        PEERS.with(|p| p.borrow_mut().push(y));
+        let id = schedule_event(Event::build_fd_event(
+            owned(x),
+            E_READ,
+            newcomer,
+            Box::new(()),
+        ));
+        let id = id.unwrap();
+        note(format!("slot reused: {}", slot_of(id) == slot_of(other)));
+    }
+    E_READ
+}
+
+#[test]
+fn readiness_of_a_cleared_event_never_reaches_the_event_reusing_its_slot() {
+    let s = Scheduler::new().unwrap();
+    let (a, mut pa) = UnixStream::pair().unwrap();
+    let (b, mut pb) = UnixStream::pair().unwrap();
+    pa.write_all(b"x").unwrap();
+    pb.write_all(b"y").unwrap();
+    let ia = schedule_event(Event::build_fd_event(
+        owned(a),
+        E_READ,
+        clear_the_other,
+        Box::new(()),
+    ));
+    let ib = schedule_event(Event::build_fd_event(
+        owned(b),
+        E_READ,
+        clear_the_other,
+        Box::new(()),
+    ));
+    PAIR_IDS.with(|p| *p.borrow_mut() = vec![ia.unwrap(), ib.unwrap()]);
+    schedule_timer(Duration::from_millis(100), stop_cb, Box::new(()));
+    run_with_deadline(&s, 10);
+    // The newcomer's socket was never written to: any dispatch is the cleared event's.
+    assert_eq!(notes(), vec!["slot reused: true"]);
+    PEERS.with(|p| p.borrow_mut().clear());
+}
+
+// --- an fd given up by its event ------------------------------------------------------------
+
+fn read_and_stop(e: &mut Event, _et: i32, _c: &mut Closure, _now: Instant) -> i32 {
+    let mut buf = [0u8; 8];
+    note(format!("new owner read {:?}", e.read(&mut buf)));
+    stop_scheduler();
+    0
+}
+
+/// Hands its fd to a new event from inside its own callback, then finishes.
+fn hand_fd_over(e: &mut Event, _et: i32, _c: &mut Closure, _now: Instant) -> i32 {
+    let fd = e.take_fd().unwrap();
+    let raw = fd.as_raw_fd();
+    let r = schedule_event(Event::build_fd_event(
+        fd,
+        E_READ,
+        read_and_stop,
+        Box::new(()),
+    ));
+    note(format!("rescheduled: {}", r.is_ok()));
+    if let Ok(id) = r {
+        note(format!("found by fd: {}", get_event_by_fd(raw) == Some(id)));
+    }
+    0 // finished: it holds no fd any more, so nothing closes
+}
+
+#[test]
+fn an_fd_taken_in_a_callback_can_be_scheduled_again_at_once() {
+    let s = Scheduler::new().unwrap();
+    let (a, mut pa) = UnixStream::pair().unwrap();
+    pa.write_all(b"x").unwrap();
+    schedule_event(Event::build_fd_event(
+        owned(a),
+        E_READ,
+        hand_fd_over,
+        Box::new(()),
+    ))
+    .unwrap();
+    run_with_deadline(&s, 10);
+    assert_eq!(
+        notes(),
+        vec![
+            "rescheduled: true",
+            "found by fd: true",
+            "new owner read Done(1)"
+        ]
+    );
+}
+
+thread_local! {
+    static REUSE: Cell<Option<bool>> = const { Cell::new(None) };
+}
+
+/// Closes its fd and, if the number comes straight back for a new socket (it is the lowest
+/// free one unless another test thread takes it first), schedules a new event on it; then
+/// returns a mask with neither fd nor deadline left, so it is finished.
+fn close_and_reuse_number(e: &mut Event, _et: i32, _c: &mut Closure, _now: Instant) -> i32 {
+    let old = e.take_fd().unwrap();
+    let raw = old.as_raw_fd();
+    drop(old);
+    let (x, y) = UnixStream::pair().unwrap();
+    let reused = x.as_raw_fd() == raw;
+    REUSE.with(|r| r.set(Some(reused)));
+    if reused {
+        PEERS.with(|p| p.borrow_mut().push(y));
+        let ev = Event::build_fd_event(owned(x), E_READ, read_and_stop, Box::new(()));
+        schedule_event(ev).unwrap();
+    } else {
+        stop_scheduler();
+    }
+    E_READ
+}
+
+fn write_to_peers(_e: &mut Event, _et: i32, _c: &mut Closure, _now: Instant) -> i32 {
+    PEERS.with(|p| {
+        p.borrow_mut()
+            .iter_mut()
+            .for_each(|y| y.write_all(b"z").unwrap())
+    });
+    0
+}
+
+#[test]
+fn finishing_an_event_after_take_fd_leaves_its_old_fd_number_alone() {
+    let s = Scheduler::new().unwrap();
+    for _attempt in 0..50 {
+        let (a, mut pa) = UnixStream::pair().unwrap();
+        pa.write_all(b"x").unwrap();
+        let ev = Event::build_fd_event(owned(a), E_READ, close_and_reuse_number, Box::new(()));
+        schedule_event(ev).unwrap();
+        // The write comes after the first event finished; the new owner must still see it.
+        let w = schedule_timer(Duration::from_millis(30), write_to_peers, Box::new(()));
+        run_with_deadline(&s, 10);
+        clear_timed_event(w);
+        if REUSE.with(|r| r.get()) == Some(true) {
+            assert_eq!(notes(), vec!["new owner read Done(1)"]);
+            assert_eq!(live_events(), 0);
+            return;
+        }
+    }
+    panic!("the fd number was never reused in 50 attempts");
+}
+
+struct Taken {
+    raw: RawFd,
+}
+
+fn float_and_take_fd(e: &mut Event, et: i32, c: &mut Closure, _now: Instant) -> i32 {
+    if et & E_ASYNC != 0 {
+        let raw = c.downcast_mut::<Taken>().unwrap().raw;
+        note(format!("fd {} after resume", e.fd()));
+        note(format!("found by old fd: {:?}", get_event_by_fd(raw)));
+        stop_scheduler();
+        return 0;
+    }
+    c.downcast_mut::<Taken>().unwrap().raw = e.fd();
+    float_event(e, |mut fe| {
+        let job = Job::new(move || {
+            drop(fe.event().take_fd()); // closed on the pool thread
+            Completion::Resume(fe, 0)
+        });
+        threadpool_submit("IO", job).ok().unwrap();
+    });
+    E_READ
+}
+
+#[test]
+fn an_fd_taken_while_floating_is_forgotten_on_resume() {
+    let s = Scheduler::new().unwrap();
+    let (a, mut pa) = UnixStream::pair().unwrap();
+    pa.write_all(b"x").unwrap();
+    let ev = Event::build_fd_event(
+        owned(a),
+        E_READ,
+        float_and_take_fd,
+        Box::new(Taken { raw: -1 }),
+    );
+    schedule_event(ev).unwrap();
+    run_with_deadline(&s, 10);
+    assert_eq!(notes(), vec!["fd -1 after resume", "found by old fd: None"]);
+    shutdown_pools();
+}
+
+#[test]
+fn an_fd_taken_in_with_event_is_forgotten_at_once() {
+    let s = Scheduler::new().unwrap();
+    let (a, mut pa) = UnixStream::pair().unwrap();
+    let raw = a.as_raw_fd();
+    let id = schedule_event(Event::build_fd_event(owned(a), E_READ, never, Box::new(()))).unwrap();
+    let fd = with_event(id, |e| e.take_fd()).flatten().unwrap();
+    assert_eq!(get_event_by_fd(raw), None);
+    let ev = Event::build_fd_event(fd, E_READ, read_and_stop, Box::new(()));
+    let new = schedule_event(ev).expect("the taken fd registers again");
+    assert_eq!(get_event_by_fd(raw), Some(new));
+    pa.write_all(b"x").unwrap();
+    run_with_deadline(&s, 10);
+    assert_eq!(notes(), vec!["new owner read Done(1)"]);
+    // The old event is a pure, deadline-less waiter now; clearing it closes nothing.
+    assert!(clear_timed_event(id));
+    assert_eq!(live_events(), 0);
+}
+
+// --- clearing from with_event and from the event's own callback ------------------------------
+
+#[test]
+fn clear_timed_event_inside_with_event_finishes_the_event() {
+    let _s = Scheduler::new().unwrap();
+    let (a, mut b) = UnixStream::pair().unwrap();
+    let mut ev = Event::build_fd_event(owned(a), E_READ, never, Box::new(()));
+    ev.set_timeout(Instant::now(), Some(Duration::from_secs(60)));
+    let id = schedule_event(ev).unwrap();
+    assert_eq!(with_event(id, |_| clear_timed_event(id)), Some(true));
+    assert_eq!(event_state(id), None);
+    assert_eq!(live_events(), 0);
+    b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_closed(&mut b, "the cleared event's fd was closed");
+}
+
+fn clear_myself(e: &mut Event, _et: i32, _c: &mut Closure, _now: Instant) -> i32 {
+    note(format!("cleared: {}", clear_timed_event(e.id())));
+    E_READ // ignored: the event was cleared
+}
+
+#[test]
+fn a_callback_clearing_its_own_event_finishes_it() {
+    let s = Scheduler::new().unwrap();
+    let (a, mut b) = UnixStream::pair().unwrap();
+    b.write_all(b"x").unwrap(); // left unread: in level mode it would fire on every iteration
+    schedule_event(Event::build_fd_event(
+        owned(a),
+        E_READ,
+        clear_myself,
+        Box::new(()),
+    ))
+    .unwrap();
+    schedule_timer(Duration::from_millis(50), stop_cb, Box::new(()));
+    run_with_deadline(&s, 10);
+    assert_eq!(notes(), vec!["cleared: true"], "ran once");
+    assert_eq!(live_events(), 0);
+    b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_closed(&mut b, "the event's fd was closed");
+}
+
+// --- panics in closure destructors ------------------------------------------------------------
+
+struct PanicsOnDrop;
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("a closure's destructor panicked");
+    }
+}
+
+fn finish_at_once(_e: &mut Event, _et: i32, _c: &mut Closure, _now: Instant) -> i32 {
+    0
+}
+
+#[test]
+fn a_panicking_closure_destructor_does_not_stop_the_loop() {
+    let s = Scheduler::new().unwrap();
+    schedule_timer(
+        Duration::from_millis(1),
+        finish_at_once,
+        Box::new(PanicsOnDrop),
+    );
+    schedule_timer(Duration::from_millis(30), survivor, Box::new(()));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_with_deadline(&s, 10)));
+    assert!(r.is_ok(), "Scheduler::run unwound");
+    assert_eq!(notes(), vec!["survivor ran"]);
+    assert_eq!(live_events(), 0);
+}
+
+struct CallsSchedulerOnDrop;
+impl Drop for CallsSchedulerOnDrop {
+    fn drop(&mut self) {
+        note(format!("dropped, {} live", live_events()));
+    }
+}
+
+/// epoll refuses regular files (EPERM); kqueue accepts them, so this registration failure
+/// has no portable equivalent.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn a_registration_error_drops_the_event_outside_the_scheduler_borrow() {
+    let _s = Scheduler::new().unwrap();
+    let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
+    let ev = Event::build_fd_event(owned(file), E_READ, never, Box::new(CallsSchedulerOnDrop));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| schedule_event(ev)));
+    let r = r.expect("schedule_event must not panic");
+    assert!(r.is_err(), "a regular file cannot be polled: {r:?}");
+    assert_eq!(notes(), vec!["dropped, 0 live"]);
+}
+
+// --- a deadline that passes while floating -------------------------------------------------
+
+struct FloatLog {
+    move_on_resume: Option<Duration>,
+    resumed_at: Option<Instant>,
+}
+
+fn float_past_deadline(e: &mut Event, et: i32, c: &mut Closure, now: Instant) -> i32 {
+    let fl = c.downcast_mut::<FloatLog>().unwrap();
+    if et & E_ASYNC != 0 {
+        let passed = e.timeout.is_some_and(|t| t <= now);
+        note(format!("async, deadline passed: {passed}"));
+        fl.resumed_at = Some(now);
+        if let Some(d) = fl.move_on_resume {
+            e.set_timeout(now, Some(d));
+        }
+        return E_READ;
+    }
+    if et & E_TIMEOUT != 0 {
+        note("timeout");
+        if let (Some(d), Some(at)) = (fl.move_on_resume, fl.resumed_at) {
+            note(format!("not before the moved deadline: {}", now >= at + d));
+        }
+        stop_scheduler();
+        return 0;
+    }
+    let mut buf = [0u8; 8];
+    let _ = e.read(&mut buf);
+    note("floating");
+    e.set_timeout(now, Some(Duration::from_millis(20)));
+    float_event(e, |fe| {
+        let job = Job::new(move || {
+            std::thread::sleep(Duration::from_millis(100)); // outlives the 20 ms deadline
+            Completion::Resume(fe, 0)
+        });
+        threadpool_submit("IO", job).ok().unwrap();
+    });
+    E_READ
+}
+
+fn run_float_past_deadline(move_on_resume: Option<Duration>) -> Vec<String> {
+    let s = Scheduler::new().unwrap();
+    let (a, mut pa) = UnixStream::pair().unwrap();
+    pa.write_all(b"x").unwrap();
+    let fl = FloatLog {
+        move_on_resume,
+        resumed_at: None,
+    };
+    let ev = Event::build_fd_event(owned(a), E_READ, float_past_deadline, Box::new(fl));
+    schedule_event(ev).unwrap();
+    run_with_deadline(&s, 10);
+    shutdown_pools();
+    notes()
+}
+
+#[test]
+fn a_deadline_passed_while_floating_fires_after_the_resume_callback() {
+    let got = run_float_past_deadline(None);
+    let want = ["floating", "async, deadline passed: true", "timeout"];
+    assert_eq!(got, want);
+}
+
+#[test]
+fn the_resume_callback_may_move_a_deadline_passed_while_floating() {
+    let got = run_float_past_deadline(Some(Duration::from_millis(50)));
+    let want = [
+        "floating",
+        "async, deadline passed: true",
+        "timeout",
+        "not before the moved deadline: true",
+    ];
+    assert_eq!(got, want);
+}
+
+// --- timers against a naive model ------------------------------------------------------------
+
+/// A tiny deterministic PRNG (xorshift64*), so failures reproduce.
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    }
+}
+
+/// What the scheduler should do: every live timer fires once, in deadline order, never
+/// before its deadline; cancelled ones never fire.
+struct Model {
+    rng: Rng,
+    live: BTreeMap<u32, (EventId, Instant)>,
+    fired: Vec<Instant>,
+    errors: Vec<String>,
+    next_key: u32,
+    spawn_limit: u32,
+}
+
+thread_local! {
+    static MODEL: RefCell<Option<Model>> = const { RefCell::new(None) };
+}
+
+/// A deadline unique per key (the key in nanoseconds breaks every tie), so the expected
+/// order is the deadline order.
+fn model_deadline(from: Instant, ms: u64, key: u32) -> Instant {
+    from + Duration::from_millis(ms) + Duration::from_nanos(key as u64)
+}
+
+impl Model {
+    fn spawn(&mut self, from: Instant, ms: u64) {
+        let key = self.next_key;
+        self.next_key += 1;
+        let at = model_deadline(from, ms, key);
+        let ev = Event::build_event_from_now(at, Duration::ZERO, model_cb, Box::new(key));
+        self.live.insert(key, (schedule_event(ev).unwrap(), at));
+    }
+
+    fn pick(&mut self) -> Option<u32> {
+        let n = self.live.len() as u64;
+        (n > 0).then(|| *self.live.keys().nth(self.rng.below(n) as usize).unwrap())
+    }
+
+    fn cancel_one(&mut self) {
+        if let Some(k) = self.pick() {
+            let (id, _) = self.live.remove(&k).unwrap();
+            if !clear_timed_event(id) {
+                self.errors.push(format!("timer {k}: clear refused"));
+            }
+        }
+    }
+
+    /// Moves a live timer's deadline, earlier or later, to `from + ms`.
+    fn move_one(&mut self, from: Instant, ms: u64) {
+        if let Some(k) = self.pick() {
+            let at = model_deadline(from, ms, k);
+            let entry = self.live.get_mut(&k).unwrap();
+            entry.1 = at;
+            if with_event(entry.0, |e| e.timeout = Some(at)).is_none() {
+                self.errors.push(format!("timer {k}: with_event refused"));
+            }
+        }
+    }
+
+    /// Records a firing; then, at random, schedules, moves or cancels others (always to a
+    /// deadline after `now`, so the deadline order stays the firing order).
+    fn on_fire(&mut self, key: u32, et: i32, now: Instant) {
+        match self.live.remove(&key) {
+            None => self
+                .errors
+                .push(format!("timer {key} fired but is not live")),
+            Some((_, at)) if et != E_TIMEOUT || now < at => self.errors.push(format!(
+                "timer {key}: et {et:#x}, fired early: {}",
+                now < at
+            )),
+            Some((_, at)) => self.fired.push(at),
+        }
+        match self.rng.below(10) {
+            0..=2 if self.next_key < self.spawn_limit => {
+                let ms = 1 + self.rng.below(50);
+                self.spawn(now, ms);
+            }
+            3 | 4 => {
+                let ms = 1 + self.rng.below(50);
+                self.move_one(now, ms);
+            }
+            5 => self.cancel_one(),
+            _ => {}
+        }
+    }
+}
+
+fn model_cb(_e: &mut Event, et: i32, c: &mut Closure, now: Instant) -> i32 {
+    let key = *c.downcast_mut::<u32>().unwrap();
+    MODEL.with(|m| {
+        let mut m = m.borrow_mut();
+        let m = m.as_mut().unwrap();
+        m.on_fire(key, et, now);
+        if m.live.is_empty() {
+            stop_scheduler();
+        }
+    });
+    0
+}
+
+#[test]
+fn timers_match_a_naive_model_under_schedule_move_cancel_and_reuse() {
+    let s = Scheduler::new().unwrap();
+    let base = Instant::now();
+    let mut m = Model {
+        rng: Rng(0x9E37_79B9_7F4A_7C15),
+        live: BTreeMap::new(),
+        fired: Vec::new(),
+        errors: Vec::new(),
+        next_key: 0,
+        spawn_limit: 8_000,
+    };
+    for _ in 0..3_000 {
+        let ms = m.rng.below(200);
+        m.spawn(base, ms);
+    }
+    // Enough cancels that stale heap entries outnumber live ones: the loop compacts the heap.
+    for _ in 0..1_500 {
+        m.cancel_one();
+    }
+    for _ in 0..500 {
+        let ms = m.rng.below(300);
+        m.move_one(base, ms);
+    }
+    for _ in 0..1_000 {
+        let ms = m.rng.below(200);
+        m.spawn(base, ms); // into the slots the cancels freed
+    }
+    MODEL.with(|x| *x.borrow_mut() = Some(m));
+    run_with_deadline(&s, 30);
+    let m = MODEL.with(|x| x.borrow_mut().take()).unwrap();
+    assert_eq!(m.errors, Vec::<String>::new());
+    assert!(m.live.is_empty(), "{} timers never fired", m.live.len());
+    assert!(m.fired.len() > 2_000, "only {} timers fired", m.fired.len());
+    let bad: Vec<_> = m
+        .fired
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[0] >= w[1])
+        .map(|(i, w)| (i, w[0].duration_since(base), w[1].duration_since(base)))
+        .take(5)
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "timers fired out of deadline order: {bad:?} of {}",
+        m.fired.len()
+    );
+    assert_eq!(live_events(), 0);
+}
+
+thread_local! {
+    static SURVIVORS: Cell<u32> = const { Cell::new(0) };
+}
+
+fn survivor_timer(_e: &mut Event, _et: i32, _c: &mut Closure, _now: Instant) -> i32 {
+    SURVIVORS.with(|n| n.set(n.get() + 1));
+    if SURVIVORS.with(|n| n.get()) == 500 {
+        stop_scheduler();
+    }
+    0
+}
+
+#[test]
+fn cancelled_timers_are_compacted_away_and_live_ones_survive() {
+    let s = Scheduler::new().unwrap();
+    let mut ids = Vec::new();
+    for i in 0..3_000u64 {
+        // 500 survivors due in 50..100 ms; the 2,500 others far away, then cancelled.
+        let d = if i % 6 == 0 {
+            Duration::from_millis(50 + i % 50)
+        } else {
+            Duration::from_secs(600)
+        };
+        ids.push((i, schedule_timer(d, survivor_timer, Box::new(()))));
+    }
+    for (_, id) in ids.iter().filter(|(i, _)| i % 6 != 0) {
+        assert!(clear_timed_event(*id));
+    }
+    assert_eq!(timer_heap_len(), 3_000, "cancelling is lazy");
+    run_with_deadline(&s, 10);
+    assert_eq!(SURVIVORS.with(|n| n.get()), 500);
+    // Without compaction the 2,500 cancelled entries (due in 600 s) would still be there;
+    // what is left is at most the watchdog's stale entry.
+    assert!(timer_heap_len() <= 1, "heap holds {}", timer_heap_len());
+}
+
+// --- idle deadlines ----------------------------------------------------------------------------
+
+struct IdleReset {
+    reset_at: Option<Instant>,
+}
+
+const FIRST_IDLE: Duration = Duration::from_millis(50);
+const RESET_IDLE: Duration = Duration::from_millis(150);
+
+fn idle_reset_cb(e: &mut Event, et: i32, c: &mut Closure, now: Instant) -> i32 {
+    let st = c.downcast_mut::<IdleReset>().unwrap();
+    if et & E_TIMEOUT != 0 {
+        let at = st.reset_at.expect("reset before the first deadline");
+        note(format!(
+            "reaped, not before the new deadline: {}",
+            now >= at + RESET_IDLE
+        ));
+        stop_scheduler();
+        return 0;
+    }
+    let mut buf = [0u8; 8];
+    if let Io::Done(_) = e.read(&mut buf) {
+        e.set_timeout(now, Some(RESET_IDLE)); // later than the first deadline: no heap push
+        st.reset_at = Some(now);
+        note("reset");
+    }
+    E_READ
+}
+
+#[test]
+fn an_idle_deadline_moved_later_is_reaped_at_the_new_time_only() {
+    let s = Scheduler::new().unwrap();
+    let (a, b) = UnixStream::pair().unwrap();
+    PEERS.with(|p| p.borrow_mut().push(b));
+    let mut ev = Event::build_fd_event(
+        owned(a),
+        E_READ,
+        idle_reset_cb,
+        Box::new(IdleReset { reset_at: None }),
+    );
+    ev.set_timeout(Instant::now(), Some(FIRST_IDLE));
+    schedule_event(ev).unwrap();
+    let before = timer_heap_len();
+    // Activity well before the first deadline.
+    schedule_timer(Duration::from_millis(10), write_to_peers, Box::new(()));
+    run_with_deadline(&s, 10);
+    assert_eq!(
+        notes(),
+        vec!["reset", "reaped, not before the new deadline: true"]
+    );
+    assert!(
+        timer_heap_len() <= before + 1,
+        "the reset pushed no heap entry of its own"
+    );
+    PEERS.with(|p| p.borrow_mut().clear());
+}
+
+// --- the default timer cap ---------------------------------------------------------------------
+
+#[test]
+fn at_most_1024_timers_fire_per_iteration_by_default() {
+    let s = Scheduler::new().unwrap();
+    let (a, mut b) = UnixStream::pair().unwrap();
+    b.write_all(b"x").unwrap();
+    let counter = Event::build_fd_event(owned(a), E_READ, iteration_counter, Box::new(()));
+    schedule_event(counter).unwrap();
+    let now = Instant::now();
+    for k in 0..3_000u32 {
+        let k = if k == 2_999 { 99 } else { k % 99 }; // the last one (key 99) stops the loop
+        let ev =
+            Event::build_event_from_now(now, Duration::from_millis(5), counted_timer, Box::new(k));
+        schedule_event(ev).unwrap();
+    }
+    run_with_deadline(&s, 10);
+    let fired = FIRED_AT.with(|f| f.borrow().clone());
+    assert_eq!(fired.len(), 3_000);
+    let mut per_iter = std::collections::HashMap::new();
+    for it in fired {
+        *per_iter.entry(it).or_insert(0) += 1;
+    }
+    let max = per_iter.values().copied().max().unwrap();
+    assert_eq!(max, DEFAULT_TIMERS_PER_ITERATION, "{per_iter:?}");
+    assert_eq!(DEFAULT_TIMERS_PER_ITERATION, 1024);
 }
 
 // --- 10,000 idle connections: one heap entry each, however often they are touched -------
