@@ -2,11 +2,11 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Mutex};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use netlistener::event::{Closure, Event, EventId, Io, E_ASYNC, E_READ, E_TIMEOUT};
@@ -49,6 +49,25 @@ fn stop_cb(_e: &mut Event, _et: i32, _c: &mut Closure, _now: Instant) -> i32 {
 
 fn owned(s: impl Into<OwnedFd>) -> OwnedFd {
     s.into()
+}
+
+/// Accepts one connection, failing the test after `limit` instead of blocking.
+fn accept_within(l: &TcpListener, limit: Duration) -> TcpStream {
+    l.set_nonblocking(true).unwrap();
+    let end = Instant::now() + limit;
+    loop {
+        match l.accept() {
+            Ok((c, _)) => {
+                c.set_nonblocking(false).unwrap();
+                return c;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < end, "no connection within {limit:?}");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
 }
 
 /// The peer end must see the close: EOF, or a reset when data was left unread.
@@ -128,7 +147,7 @@ fn returning_zero_closes_the_fd() {
     let s = Scheduler::new().unwrap();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-    let (server, _) = l.accept().unwrap();
+    let server = accept_within(&l, Duration::from_secs(10));
     client.write_all(b"x").unwrap();
     let id = schedule_event(Event::build_fd_event(
         owned(server),
@@ -429,7 +448,6 @@ fn get_and_clear_event_by_fd() {
     let mut buf = [0u8; 1];
     assert_eq!(b.read(&mut buf).unwrap(), 0);
     assert_eq!(with_event(id, |_| ()), None::<()>);
-    let _ = EventId::NONE;
 }
 
 // --- contract violations ---------------------------------------------------------------
@@ -1160,6 +1178,13 @@ struct Idle {
 /// Long enough that no connection is reaped even when connecting 10,000 of them is slow on a
 /// loaded machine: this test is about the heap's size, not about reaping.
 const IDLE: Duration = Duration::from_secs(600);
+const IDLE_CONNS: usize = 10_000;
+const IDLE_ROUNDS: u32 = 5;
+
+thread_local! {
+    static TOUCHES: Cell<u64> = const { Cell::new(0) };
+    static TOUCH_TARGET: Cell<u64> = const { Cell::new(0) };
+}
 
 fn idle_worker(e: &mut Event, et: i32, c: &mut Closure, now: Instant) -> i32 {
     if et & E_TIMEOUT != 0 {
@@ -1167,9 +1192,14 @@ fn idle_worker(e: &mut Event, et: i32, c: &mut Closure, now: Instant) -> i32 {
     }
     let mut buf = [0u8; 16];
     match e.read(&mut buf) {
-        Io::Done(_) => {
-            c.downcast_mut::<Idle>().unwrap().touches += 1;
+        Io::Done(n) => {
+            c.downcast_mut::<Idle>().unwrap().touches += n as u32;
             e.set_timeout(now, Some(IDLE)); // O(1): no heap push
+            let total = TOUCHES.with(|t| t.get()) + n as u64;
+            TOUCHES.with(|t| t.set(total));
+            if total == TOUCH_TARGET.with(|t| t.get()) {
+                stop_scheduler();
+            }
             E_READ
         }
         Io::Wait(m) => m,
@@ -1184,70 +1214,117 @@ fn raise_nofile(want: u64) {
     }
 }
 
-/// The client ends live in a child process (a Python script): 10,000 connections on each
-/// side would exceed a 20,000 fd hard limit in one process.
-const CLIENTS_PY: &str = r#"
-import socket, sys
-port, n = int(sys.argv[1]), int(sys.argv[2])
-socks = []
-for i in range(n):
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    socks.append(s)
-print("connected", flush=True)
-for line in sys.stdin:
-    for s in socks:
-        s.sendall(b"t")
-    print("touched", flush=True)
-"#;
+/// The client side of the 10,000-connection test, run in a child process (this test binary
+/// again): both ends of 10,000 connections in one process would need more descriptors than
+/// a common hard limit of 20,000 allows. It connects, then writes one byte per connection
+/// for each `touch` line on the control connection, answering `touched`.
+#[test]
+#[ignore = "run by ten_thousand_idle_timeouts_keep_one_heap_entry_each in a child process"]
+fn idle_clients_child() {
+    let Ok(spec) = std::env::var("NETLISTENER_IDLE_CLIENTS") else {
+        return;
+    };
+    let addrs: Vec<SocketAddr> = spec.split(',').map(|a| a.parse().unwrap()).collect();
+    raise_nofile(IDLE_CONNS as u64 + 100);
+    let limit = Duration::from_secs(30);
+    let ctl = TcpStream::connect_timeout(&addrs[0], limit).unwrap();
+    ctl.set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let mut socks: Vec<TcpStream> = (0..IDLE_CONNS)
+        .map(|_| TcpStream::connect_timeout(&addrs[1], limit).unwrap())
+        .collect();
+    let mut out = ctl.try_clone().unwrap();
+    out.write_all(b"connected\n").unwrap();
+    for line in BufReader::new(ctl).lines() {
+        match line.unwrap().as_str() {
+            "touch" => {
+                socks.iter_mut().for_each(|s| s.write_all(b"t").unwrap());
+                out.write_all(b"touched\n").unwrap();
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Reads one line from the child's control connection (which has a read timeout).
+fn ctl_line(r: &mut BufReader<TcpStream>) -> String {
+    let mut line = String::new();
+    r.read_line(&mut line)
+        .expect("the client process answers in time");
+    line.trim().to_string()
+}
+
+fn spawn_idle_clients(ctl: SocketAddr, data: SocketAddr) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["idle_clients_child", "--exact", "--ignored", "--nocapture"])
+        .env("NETLISTENER_IDLE_CLIENTS", format!("{ctl},{data}"))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the test binary runs again as the client process")
+}
+
+/// Waits for `child` to exit, killing it after `limit`.
+fn wait_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
 
 #[test]
 fn ten_thousand_idle_timeouts_keep_one_heap_entry_each() {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
-    const N: usize = 10_000;
-    raise_nofile(N as u64 + 500);
+    raise_nofile(IDLE_CONNS as u64 + 500);
     let s = Scheduler::new().unwrap();
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let mut child = Command::new("python3")
-        .args(["-c", CLIENTS_PY, &port.to_string(), &N.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs the client side");
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut stdin = child.stdin.take().unwrap();
-    for _ in 0..N {
-        let (c, _) = l.accept().unwrap();
+    let ctl_l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let data_l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut child = spawn_idle_clients(ctl_l.local_addr().unwrap(), data_l.local_addr().unwrap());
+    let ctl = accept_within(&ctl_l, Duration::from_secs(30));
+    ctl.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut ctl_w = ctl.try_clone().unwrap();
+    let mut ctl_r = BufReader::new(ctl);
+    let mut ids = Vec::with_capacity(IDLE_CONNS);
+    for _ in 0..IDLE_CONNS {
+        let c = accept_within(&data_l, Duration::from_secs(30));
         let mut ev =
             Event::build_fd_event(owned(c), E_READ, idle_worker, Box::new(Idle { touches: 0 }));
         ev.set_timeout(Instant::now(), Some(IDLE));
-        schedule_event(ev).unwrap();
+        ids.push(schedule_event(ev).unwrap());
     }
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "connected");
-    assert_eq!(timer_heap_len(), N);
-    for round in 0..5 {
-        stdin.write_all(b"touch\n").unwrap();
-        line.clear();
-        out.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "touched");
-        // Let the loop read everything: a short timer stops it.
-        let stop = schedule_timer(Duration::from_millis(200), stop_cb, Box::new(()));
-        run_with_deadline(&s, 30);
-        clear_timed_event(stop);
-        // One entry per connection, plus the test's own cleared watchdog timers (stale entries
-        // that leave the heap when their 30 s deadline passes).
-        let allowed = N + round + 1;
+    assert_eq!(ctl_line(&mut ctl_r), "connected");
+    assert_eq!(timer_heap_len(), IDLE_CONNS);
+    for round in 0..IDLE_ROUNDS {
+        ctl_w.write_all(b"touch\n").unwrap();
+        assert_eq!(ctl_line(&mut ctl_r), "touched");
+        // Run until every connection's byte of this round was read.
+        let target = IDLE_CONNS as u64 * (round as u64 + 1);
+        TOUCH_TARGET.with(|t| t.set(target));
+        run_with_deadline(&s, 60);
+        assert_eq!(TOUCHES.with(|t| t.get()), target, "round {round}");
+        // One entry per connection, plus the test's own cleared watchdog timers (stale
+        // entries that leave the heap when their deadline passes).
+        let allowed = IDLE_CONNS + round as usize + 1;
+        let len = timer_heap_len();
         assert!(
-            timer_heap_len() <= allowed,
-            "round {round}: heap grew to {} > {allowed}",
-            timer_heap_len()
+            len <= allowed,
+            "round {round}: heap grew to {len} > {allowed}"
         );
     }
-    assert_eq!(live_events(), N);
-    drop(stdin);
-    let _ = child.wait();
-    let _ = Arc::new(Mutex::new(()));
+    let touches: Vec<u32> = ids
+        .iter()
+        .map(|&id| with_event(id, |e| e.closure_mut::<Idle>().touches).unwrap())
+        .collect();
+    assert!(
+        touches.iter().all(|&t| t == IDLE_ROUNDS),
+        "every connection touched each round"
+    );
+    assert_eq!(live_events(), IDLE_CONNS);
+    ctl_w.write_all(b"quit\n").unwrap();
+    let st = wait_within(&mut child, Duration::from_secs(30)).expect("client process exits");
+    assert!(st.success(), "client process: {st}");
 }
