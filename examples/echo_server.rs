@@ -4,7 +4,9 @@
 //!
 //! The shape is the C one: a listening-socket event whose callback accepts and schedules one
 //! event per connection; the connection's callback reads, writes back, and returns the mask it
-//! waits for next.
+//! waits for next. When `accept` fails (out of descriptors, say), the listener stops reading
+//! for 100 ms instead of spinning: in level mode the pending connection would wake the loop
+//! again at once. SIGTERM and SIGINT stop the server (exit status 0).
 
 use std::net::TcpListener;
 use std::os::fd::OwnedFd;
@@ -14,6 +16,7 @@ use netlistener::event::{Closure, Event, Io, OutBuf, E_READ, E_TIMEOUT, E_WRITE}
 use netlistener::scheduler::{on_signal, schedule_event, stop_scheduler, Scheduler};
 
 const IDLE: Duration = Duration::from_secs(30);
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Per-connection state: only what is waiting to be written back.
 struct Conn {
@@ -50,7 +53,10 @@ fn conn_cb(e: &mut Event, eventtype: i32, closure: &mut Closure, now: Instant) -
     }
 }
 
-fn accept_cb(e: &mut Event, _eventtype: i32, _closure: &mut Closure, now: Instant) -> i32 {
+fn accept_cb(e: &mut Event, eventtype: i32, _closure: &mut Closure, now: Instant) -> i32 {
+    if eventtype & E_TIMEOUT != 0 {
+        return E_READ; // the back-off is over: listen again
+    }
     loop {
         match netlistener::sys::accept(e.fd()) {
             Ok((fd, _peer)) => {
@@ -66,9 +72,13 @@ fn accept_cb(e: &mut Event, _eventtype: i32, _closure: &mut Closure, now: Instan
                 }
             }
             Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return E_READ,
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionAborted => continue,
             Err(err) => {
-                eprintln!("accept: {err}");
-                return E_READ;
+                // EMFILE, ENFILE, ENOBUFS…: the connection stays queued and the socket stays
+                // readable, so drop read interest until the deadline (the event keeps its fd).
+                eprintln!("accept: {err}; backing off {ACCEPT_BACKOFF:?}");
+                e.set_timeout(now, Some(ACCEPT_BACKOFF));
+                return E_TIMEOUT;
             }
         }
     }

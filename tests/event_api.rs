@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use netlistener::event::{Closure, Event, EventId, Io, E_ASYNC, E_READ, E_TIMEOUT};
@@ -1327,4 +1328,128 @@ fn ten_thousand_idle_timeouts_keep_one_heap_entry_each() {
     ctl_w.write_all(b"quit\n").unwrap();
     let st = wait_within(&mut child, Duration::from_secs(30)).expect("client process exits");
     assert!(st.success(), "client process: {st}");
+}
+
+// --- examples/echo_server ----------------------------------------------------------------------
+
+/// Builds the example (the integration test does not depend on it) and returns its path.
+fn echo_server_path() -> std::path::PathBuf {
+    // target/<profile>/deps/event_api-… → target/<profile>
+    let dir = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let profile = dir.file_name().unwrap().to_str().unwrap().to_string();
+    let profile = if profile == "debug" {
+        "dev".to_string()
+    } else {
+        profile
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--example",
+            "echo_server",
+            "--profile",
+            &profile,
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo runs");
+    assert!(st.success(), "cargo build --example echo_server: {st}");
+    dir.join("examples/echo_server")
+}
+
+/// Lines of a child's output, on a channel (so every read has a deadline).
+fn lines_of(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Starts the example through `sh` (so a shell `ulimit` may come first) and returns it with
+/// its bound address and its stderr lines.
+fn start_echo_server(prelude: &str) -> (Child, SocketAddr, mpsc::Receiver<String>) {
+    let path = echo_server_path();
+    let mut child = Command::new("sh")
+        .args(["-c", &format!("{prelude} exec \"$0\" 127.0.0.1:0")])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sh runs the example");
+    let out = lines_of(child.stdout.take().unwrap());
+    let err = lines_of(child.stderr.take().unwrap());
+    let line = out
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the example prints its address");
+    let addr = line
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .expect("an address");
+    (child, addr, err)
+}
+
+fn echo_round_trip(addr: SocketAddr, line: &[u8]) {
+    let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(line).unwrap();
+    let mut back = vec![0u8; line.len()];
+    c.read_exact(&mut back).expect("the line comes back");
+    assert_eq!(back, line);
+}
+
+#[test]
+fn echo_server_example_echoes_and_stops_on_sigterm() {
+    let (mut child, addr, _err) = start_echo_server("");
+    echo_round_trip(addr, b"hello, echo\n");
+    netlistener::sys::kill(child.id(), libc::SIGTERM).unwrap();
+    let st = wait_within(&mut child, Duration::from_secs(10)).expect("SIGTERM stops it");
+    assert!(st.success(), "exit status {st}");
+}
+
+#[test]
+fn echo_server_example_backs_off_when_out_of_descriptors() {
+    let (mut child, addr, err) = start_echo_server("ulimit -n 16 &&");
+    let t0 = Instant::now();
+    // More connections than it has descriptors for: the rest wait in the listen queue.
+    let clients: Vec<TcpStream> = (0..24)
+        .map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let errors: Vec<String> = err
+        .try_iter()
+        .filter(|l| l.starts_with("accept:"))
+        .collect();
+    let elapsed = t0.elapsed();
+    assert!(
+        !errors.is_empty(),
+        "accept never failed: the limit did not bite"
+    );
+    // Each failure starts a back-off of at least 100 ms (a lower bound on the timer), so
+    // there can be no more than one per 100 ms; a spinning loop logs thousands.
+    let bound = (elapsed.as_millis() / 100) as usize + 2;
+    assert!(
+        errors.len() <= bound,
+        "{} accept errors in {elapsed:?}",
+        errors.len()
+    );
+    drop(clients); // their descriptors free up in the server as it sees the EOFs
+    echo_round_trip(addr, b"served again\n");
+    netlistener::sys::kill(child.id(), libc::SIGTERM).unwrap();
+    let st = wait_within(&mut child, Duration::from_secs(10)).expect("SIGTERM stops it");
+    assert!(st.success(), "exit status {st}");
 }
