@@ -14,10 +14,16 @@
 //! # Platforms
 //! | OS | poller backend (via `polling`) | notes |
 //! |----|-------------------------------|-------|
-//! | Linux, Android | epoll | `SO_PEERCRED`, `accept4`, `MSG_NOSIGNAL` |
-//! | FreeBSD, NetBSD, OpenBSD, DragonFly | kqueue | `getpeereid`, `accept4` |
-//! | macOS | kqueue | `accept` + `fcntl` for close-on-exec / non-blocking |
-//! | other Unix | poll(2) | level mode only (the crate never uses edge mode) |
+//! | Linux, Android | epoll | `SO_PEERCRED`, `accept4`, `MSG_NOSIGNAL`; errno via `__errno_location` |
+//! | FreeBSD, DragonFly | kqueue | `getpeereid`, `accept4`; errno via `__error` |
+//! | NetBSD, OpenBSD | kqueue | `getpeereid`, `accept4`; errno via `__errno` |
+//! | macOS, iOS | kqueue | `accept` + `fcntl` for close-on-exec / non-blocking; errno via `__error` |
+//!
+//! Other Unixes do not build yet: the signal handler saves and restores `errno`, and
+//! `sys.rs` knows where errno lives only on the systems above (elsewhere a `compile_error!`
+//! says so). A port adds its errno accessor there, checks the other `cfg` lists in `sys.rs`,
+//! and adds a row here. The crate registers fds in level mode only (never edge), so
+//! `polling`'s `poll(2)` backend, which such systems get, needs nothing more.
 //!
 //! The porting table from C names to Rust paths is in [`porting`].
 #![deny(missing_docs)]

@@ -203,6 +203,8 @@ extern "C" fn on_signal(signo: libc::c_int) {
     }
 }
 
+// Where each OS keeps errno; the handler saves and restores it. An OS missing here does not
+// build: add its errno accessor and its row to the platform table in lib.rs.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 unsafe fn errno_location() -> *mut libc::c_int {
     libc::__errno_location()
@@ -220,6 +222,20 @@ unsafe fn errno_location() -> *mut libc::c_int {
 unsafe fn errno_location() -> *mut libc::c_int {
     libc::__errno()
 }
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "dragonfly",
+    target_os = "openbsd",
+    target_os = "netbsd"
+)))]
+compile_error!(
+    "netlistener: unsupported OS (no errno accessor for the signal handler in src/sys.rs; \
+     see the platform table in src/lib.rs)"
+);
 
 /// Points the process's signal self-pipe at `write_fd`. The handler only sets the signal's
 /// pending flag and writes one wake-up byte there: no other work is done in signal context.
