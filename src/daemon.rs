@@ -590,6 +590,10 @@ fn on_hup(_signo: i32, _now: Instant) {
 }
 
 fn on_term(signo: i32, _now: Instant) {
+    if shutting_down() {
+        log::info!("signal {signo}: already shutting down");
+        return;
+    }
     log::info!("signal {signo}: shutting down");
     request_shutdown();
 }

@@ -1209,6 +1209,13 @@ fn reloads_are_refused_during_the_drain() {
             .contains("shutting down; reload refused")
             .then_some(())
     });
+    // A second SIGTERM changes nothing, and says so.
+    d.signal("TERM");
+    poll_until("second SIGTERM in the log", Duration::from_secs(10), || {
+        d.log_text()
+            .contains(": already shutting down")
+            .then_some(())
+    });
     for cmd in [
         "config reload",
         "config set Echo_Listener Idle_Time 5s",
