@@ -81,21 +81,41 @@ fn t_worker(e: &mut Event, et: i32, closure: &mut Closure, now: Instant) -> i32 
 /// Registers the test types `names` (each with a `Greeting` option) on this thread.
 pub fn register_test_types(names: &[&str]) {
     for (i, n) in names.iter().enumerate() {
-        let def = netlistener_register3(n, t_listener, None, "test").unwrap();
-        netlistener_set_reject_lines(&def, &format!("{n} DENIED"), &format!("{n} BUSY"));
         // An option valid at global scope belongs to one type only: the first gets GLOBAL.
         let scopes = if i == 0 {
             Scopes::LISTENER_ALL | Scopes::GLOBAL
         } else {
             Scopes::LISTENER_ALL
         };
-        let slot = netlistener_register_option(
-            &def,
-            OptionDef::new("Greeting", OptionType::Str, "hi", scopes, "test greeting"),
-        )
-        .unwrap();
-        GREETING.with(|g| g.borrow_mut().push((def.scope.clone(), slot)));
+        register_test_type_with(n, None, (0, 0), scopes);
     }
+}
+
+/// Registers one greeting + echo test type like [`register_test_types`], with the module's
+/// `acceptor`, default socket buffers (`netlistener_register4`) and the scopes of its
+/// `Greeting` option. Reject lines are `<name> DENIED` and `<name> BUSY`.
+pub fn register_test_type_with(
+    name: &str,
+    acceptor: Option<netlistener::event::EventCallback>,
+    buffers: (usize, usize),
+    greeting_scopes: Scopes,
+) -> std::sync::Arc<NetlistenerDef> {
+    let def =
+        netlistener_register4(name, t_listener, acceptor, "test", buffers.0, buffers.1).unwrap();
+    netlistener_set_reject_lines(&def, &format!("{name} DENIED"), &format!("{name} BUSY"));
+    let slot = netlistener_register_option(
+        &def,
+        OptionDef::new(
+            "Greeting",
+            OptionType::Str,
+            "hi",
+            greeting_scopes,
+            "test greeting",
+        ),
+    )
+    .unwrap();
+    GREETING.with(|g| g.borrow_mut().push((def.scope.clone(), slot)));
+    def
 }
 
 /// A netlistener running on its own scheduler thread.
@@ -113,10 +133,16 @@ impl Server {
     /// Starts a scheduler thread with the test types and `conf`.
     pub fn start(types: &[&'static str], conf: Conf) -> Server {
         let types: Vec<&'static str> = types.to_vec();
+        Server::start_with(move || register_test_types(&types), conf)
+    }
+
+    /// Starts a scheduler thread that runs `register` (the test's own listener types), then
+    /// loads `conf` and starts listening.
+    pub fn start_with(register: impl FnOnce() + Send + 'static, conf: Conf) -> Server {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             let s = Scheduler::new().unwrap();
-            register_test_types(&types);
+            register();
             match conf {
                 Conf::Text(t) => netlistener_load_config_str("test.conf", &t).map(|_| ()),
                 Conf::Path(p) => netlistener_load_config(&p).map(|_| ()),
