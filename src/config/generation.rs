@@ -249,6 +249,8 @@ struct ListenerData {
 pub struct Chain {
     generation: u64,
     len: u8,
+    /// How many of the heads, at the front, are Peer nodes to walk; the rest are scope ids.
+    peers: u8,
     heads: [u32; 8],
 }
 
@@ -257,23 +259,35 @@ impl Chain {
         Chain {
             generation,
             len: 0,
+            peers: 0,
             heads: [NONE; 8],
         }
     }
 
-    fn push_node(&mut self, node: Option<u32>) {
+    /// A Peer level's first node; Peer levels come first in every chain.
+    fn push_peer(&mut self, node: Option<u32>) {
         if let Some(n) = node {
+            debug_assert_eq!(self.len, self.peers, "Chain: a Peer head after a scope");
             self.heads[usize::from(self.len)] = n;
             self.len += 1;
+            self.peers += 1;
         }
     }
 
     fn push(&mut self, id: Option<ScopeId>) {
-        self.push_node(id.map(|id| id.0));
+        if let Some(id) = id {
+            self.heads[usize::from(self.len)] = id.0;
+            self.len += 1;
+        }
     }
 
     fn heads(&self) -> &[u32] {
         &self.heads[..usize::from(self.len)]
+    }
+
+    /// The Peer heads (to walk through their links), then the plain scope ids.
+    fn split(&self) -> (&[u32], &[u32]) {
+        self.heads().split_at(usize::from(self.peers))
     }
 }
 
@@ -387,7 +401,7 @@ impl Generation {
     }
 
     /// A chain node's scope, and the node after it.
-    #[inline]
+    #[inline(always)]
     fn step(&self, node: u32) -> (u32, u32) {
         if node & UNIX_NODE == 0 {
             (node, self.scopes[node as usize].next)
@@ -636,8 +650,8 @@ impl Generation {
                 .and_then(|a| l.listen_index.get(a))
                 .map(|&i| &l.listens[i]);
             if let Some(p) = peer {
-                c.push_node(ld.and_then(|d| d.peers.head(p)));
-                c.push_node(l.peers.head(p));
+                c.push_peer(ld.and_then(|d| d.peers.head(p)));
+                c.push_peer(l.peers.head(p));
             }
             c.push(ld.and_then(|d| d.scope));
             c.push(l.scope);
@@ -675,20 +689,26 @@ impl Generation {
         c
     }
 
+    #[inline(always)]
     fn check_chain(&self, chain: &Chain, func: &str) {
+        #[cold]
+        #[inline(never)]
+        fn wrong(func: &str, chain: u64, this: u64) -> ! {
+            panic!("Generation::{func}: chain of generation {chain} used with generation {this}")
+        }
         if chain.generation != self.number {
-            panic!(
-                "Generation::{func}: chain of generation {} used with generation {}",
-                chain.generation, self.number
-            );
+            wrong(func, chain.generation, self.number);
         }
     }
 
     /// Fetches along a chain made by [`Generation::chain`] of this generation; allocation-free.
-    #[inline]
+    // Always inlined, as it was when it was one loop: called per option per session, a call
+    // costs as much as the walk (the config bench halves with it).
+    #[inline(always)]
     pub fn fetch_in(&self, chain: &Chain, slot: Slot) -> Fetched<'_> {
         self.check_chain(chain, "fetch_in");
-        for &head in chain.heads() {
+        let (peers, scopes) = chain.split();
+        for &head in peers {
             let mut node = head;
             while node != NONE {
                 let (id, next) = self.step(node);
@@ -697,6 +717,13 @@ impl Generation {
                     return Fetched { value, scope };
                 }
                 node = next;
+            }
+        }
+        // Scopes other than Peers have no links: the loop of a chain without Peers.
+        for &id in scopes {
+            if let Some(value) = self.scopes[id as usize].get(slot) {
+                let scope = ScopeId(id);
+                return Fetched { value, scope };
             }
         }
         Fetched {
