@@ -466,13 +466,13 @@ pub struct SockError {
 
 impl std::fmt::Display for SockError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}: {} (errno {})",
-            self.syscall,
-            self.error,
-            self.error.raw_os_error().unwrap_or(0)
-        )
+        // std's text ends in " (os error N)"; the errno is printed once, our way.
+        let text = self.error.to_string();
+        let text = text.split(" (os error ").next().unwrap_or(&text);
+        match self.error.raw_os_error() {
+            Some(n) => write!(f, "{}: {text} (errno {n})", self.syscall),
+            None => write!(f, "{}: {text}", self.syscall),
+        }
     }
 }
 
@@ -850,4 +850,26 @@ pub fn tcp_connect_from(
         )
     })?;
     Ok(std::net::TcpStream::from(fd))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sock_error_names_the_syscall_and_the_errno_once() {
+        let e = SockError {
+            syscall: "bind",
+            error: io::Error::from_raw_os_error(libc::EADDRINUSE),
+        };
+        let text = e.to_string();
+        assert!(text.starts_with("bind: "), "{text}");
+        assert!(text.ends_with(&format!("(errno {})", libc::EADDRINUSE)), "{text}");
+        assert!(!text.contains("os error"), "{text}");
+        let e = SockError {
+            syscall: "listen",
+            error: io::Error::other("no errno here"),
+        };
+        assert_eq!(e.to_string(), "listen: no errno here");
+    }
 }
