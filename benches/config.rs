@@ -89,7 +89,11 @@ fn disjoint(name: &'static str, peers: u32, ipv6: bool) -> Layout {
             v4(0x0A00_0000 + (i << 12))
         }
     };
-    let lengths: [u8; 4] = if ipv6 { [48, 56, 64, 128] } else { [20, 24, 28, 32] };
+    let lengths: [u8; 4] = if ipv6 {
+        [48, 56, 64, 128]
+    } else {
+        [20, 24, 28, 32]
+    };
     let blocks = (0..peers)
         .map(|i| cidr(base(i), lengths[(i % 4) as usize]))
         .collect();
@@ -136,7 +140,11 @@ fn nested(name: &'static str, peers: u32, ipv6: bool) -> Layout {
         }
     }
     let hits = (0..1024).map(|k| hits[k % hits.len()]).collect();
-    let miss = if ipv6 { v6(1 << 127 | 1) } else { v4(1 << 31 | 1) };
+    let miss = if ipv6 {
+        v6(1 << 127 | 1)
+    } else {
+        v4(1 << 31 | 1)
+    };
     Layout {
         name,
         blocks,

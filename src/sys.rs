@@ -864,7 +864,10 @@ mod tests {
         };
         let text = e.to_string();
         assert!(text.starts_with("bind: "), "{text}");
-        assert!(text.ends_with(&format!("(errno {})", libc::EADDRINUSE)), "{text}");
+        assert!(
+            text.ends_with(&format!("(errno {})", libc::EADDRINUSE)),
+            "{text}"
+        );
         assert!(!text.contains("os error"), "{text}");
         let e = SockError {
             syscall: "listen",

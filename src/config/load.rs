@@ -337,7 +337,7 @@ fn index_lines(
         // The generated line goes on the last physical line of the span: a logical line can
         // end in `\` only when the join reached the end of the file (an escaped backslash
         // whose continuation was dropped), and rust-ini must then see no line end after it.
-        feed.extend(std::iter::repeat('\n').take(span - 1));
+        feed.extend(std::iter::repeat_n('\n', span - 1));
         feed.push_str(&index_line(file, i + 1, &logical, &mut sections, errors));
         i += span;
         if i < physical.len() || !feed.ends_with('\\') {

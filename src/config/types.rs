@@ -253,7 +253,7 @@ fn write_duration(f: &mut fmt::Formatter<'_>, d: Duration) -> fmt::Result {
 
 fn write_size(f: &mut fmt::Formatter<'_>, s: u64) -> fmt::Result {
     for (unit, mult) in [("g", 1u64 << 30), ("m", 1 << 20), ("k", 1 << 10)] {
-        if s != 0 && s % mult == 0 {
+        if s != 0 && s.is_multiple_of(mult) {
             return write!(f, "{}{unit}", s / mult);
         }
     }
