@@ -54,9 +54,8 @@ install: release
 		> $(DESTDIR)$(PREFIX)/share/doc/netlistener/netlistenerd.service
 
 # Benchmarks: netlistenerd side by side with its anchors (see bench/README.md, BENCHMARKS.md).
+# The driver also runs the micro-benchmarks (cargo bench --bench timers|config) into its report.
 bench: release
-	$(CARGO) bench --bench timers
-	$(CARGO) bench --bench config
 	python3 bench/run.py --netlistenerd target/release/netlistenerd
 
 bench-quick: release
