@@ -567,6 +567,58 @@ fn a_flood_of_commands_from_a_client_that_does_not_read_stays_bounded() {
     wait_until("session ends", || srv.on_sched(active_sessions) == 0);
 }
 
+#[test]
+fn bad_commands_from_a_client_that_never_reads_keep_replies_bounded() {
+    // Without the error limit, to see the reply bound itself: 64 KiB of bare LFs are 64 Ki
+    // refusals (3.4 MB) in one read; the session stops feeding at 16 KiB of replies.
+    // A small send buffer, so the kernel cannot absorb the replies the session would hold.
+    let srv = Smtp::start(&listen(
+        "Max_Errors_Per_Connection = 0\nTCP_Send_Buffer_Size = 8192",
+    ));
+    let mut c = C::connect(srv.addr());
+    c.reply();
+    let s = c.r.get_ref().try_clone().unwrap();
+    s.set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let chunk = vec![b'\n'; 64 * 1024];
+    let mut sent = 0usize;
+    let mut w = &s;
+    for _ in 0..2000 {
+        match w.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(_) => break,
+        }
+    }
+    assert!(sent < 2000 * chunk.len(), "the server kept reading: {sent}");
+    let peak = srv.on_sched(esmtp::module::peak_session_buffers);
+    assert!(peak <= 96 * 1024, "a session held {peak} octets");
+    drop((c, s));
+    wait_until("session ends", || srv.on_sched(active_sessions) == 0);
+}
+
+#[test]
+fn too_many_errors_end_the_session() {
+    let srv = Smtp::start(&listen("Banner_Hostname = mx.test"));
+    let mut c = C::connect(srv.addr());
+    c.reply();
+    c.send("FOO\r\n".repeat(30).as_bytes());
+    for _ in 0..20 {
+        assert_eq!(code(&c.reply()), "500 5.5.2");
+    }
+    assert_eq!(c.reply(), "421 4.7.0 mx.test Error: too many errors");
+    assert!(c.closed());
+    let srv = Smtp::start(&listen("Max_Errors_Per_Connection = 2"));
+    let mut c = C::connect(srv.addr());
+    c.reply();
+    c.cmd("FOO");
+    assert_eq!(code(&c.cmd("BAR")), "500 5.5.2");
+    assert!(
+        c.reply().starts_with("421 4.7.0 "),
+        "after the limit's refusal"
+    );
+    assert!(c.closed());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Maildir delivery
 // ---------------------------------------------------------------------------------------------

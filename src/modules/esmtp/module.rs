@@ -8,12 +8,15 @@
 //! module) and its reject lines. Each session runs on the scheduler thread:
 //!
 //! - one **read buffer shared** by every session of the thread (64 KiB); a session keeps only
-//!   the unconsumed tail of a line (at most 511 octets, allocated only when non-empty), an
-//!   [`OutBuf`] for replies the kernel did not take, and the engine's [`Session`];
+//!   the unconsumed tail of its input (allocated only when non-empty: a partial line of at
+//!   most 511 octets, or, while its replies back up, the rest of one read), an [`OutBuf`] for
+//!   replies the kernel did not take, and the engine's [`Session`];
 //! - each event reads until `EWOULDBLOCK` (at most 4 reads, for fairness), feeds the engine
 //!   and writes every reply of the batch with **one** write (PIPELINING);
-//! - while replies are unsent, the session waits for `E_WRITE` and reads nothing (a client
-//!   that does not read cannot make the server buffer without bound);
+//! - replies are bounded: the engine stops at [`OUT_HIGH_WATER`] octets of replies
+//!   ([`Next::Flush`]), the rest of the input waits as the tail, and while replies are
+//!   unsent the session waits for `E_WRITE` and reads nothing, so a client that does not
+//!   read cannot make the server buffer more than one read and one batch of replies;
 //! - `Delivery = discard` answers at once; `Delivery = maildir` **floats** the session to its
 //!   `Pool_Name` pool (default `IO`) to append the body in chunks of 16 KiB (reads are
 //!   sized so no more is held) and, at the end of
@@ -45,15 +48,13 @@ use crate::threadpool::{Completion, Job};
 
 use super::delivery::{unique_name, BodyBuf, Delivery, MaildirWrite};
 use super::options::{SessionConf, Slots};
-use super::protocol::{Next, Session};
+use super::protocol::{Next, Session, OUT_HIGH_WATER};
 use super::received::{received_header, with_keyword, ReceivedInfo};
 
 /// Size of the read buffer shared by the sessions of one scheduler thread.
 const INPUT: usize = 64 * 1024;
 /// Reads per event before yielding to other sessions.
 const READS_PER_EVENT: usize = 4;
-/// Replies accumulated before they are written (and reading pauses if the peer lags).
-const REPLY_HIGH_WATER: usize = 16 * 1024;
 
 thread_local! {
     static SLOTS: Cell<Option<Slots>> = const { Cell::new(None) };
@@ -61,6 +62,7 @@ thread_local! {
         input: vec![0; INPUT],
         reply: Vec::with_capacity(4096),
     });
+    static PEAK: Cell<usize> = const { Cell::new(0) };
 }
 
 struct Scratch {
@@ -84,6 +86,13 @@ pub fn conf_setup() -> Result<(), NetError> {
     let slots = Slots::register(&def)?;
     SLOTS.with(|s| s.set(Some(slots)));
     Ok(())
+}
+
+/// The most octets one session of this scheduler thread held in unsent replies, unconsumed
+/// input and body buffer at the end of an event, since the thread started. For tests and
+/// benchmarks: it stays near [`OUT_HIGH_WATER`] plus one read whatever a client sends.
+pub fn peak_session_buffers() -> usize {
+    PEAK.with(|p| p.get())
 }
 
 /// The Maildir side of a session (only with `Delivery = maildir`).
@@ -110,7 +119,8 @@ enum Work {
 #[derive(Debug)]
 struct SmtpSess {
     session: Session,
-    /// Unconsumed input (a partial line; after a Maildir delivery, pipelined commands).
+    /// Unconsumed input: a partial line, or what waits while replies are flushed or a
+    /// Maildir delivery runs (at most one read).
     tail: Vec<u8>,
     out: OutBuf,
     body: BodyBuf,
@@ -127,6 +137,8 @@ enum Stop {
     Wait,
     Eof,
     Close,
+    /// Replies reached the high-water mark: write them before feeding the rest.
+    Flush,
     Float(Work),
 }
 
@@ -222,7 +234,10 @@ fn step(e: &mut Event, et: i32, ac: &AcceptConstruct, s: &mut SmtpSess, now: Ins
     SCRATCH.with(|sc| match sc.try_borrow_mut() {
         Ok(mut sc) => {
             let Scratch { input, reply } = &mut *sc;
-            pump(e, ac, s, now, input, reply)
+            let mask = pump(e, ac, s, now, input, reply);
+            let held = s.out.pending() + s.tail.capacity() + s.body.held.capacity();
+            PEAK.with(|p| p.set(p.get().max(held)));
+            mask
         }
         Err(_) => E_READ, // unreachable: callbacks do not nest
     })
@@ -272,6 +287,8 @@ fn pump(
             float_event(e, float_handoff);
             E_READ
         }
+        // Writable at once if the kernel took everything: the tail is fed then.
+        Stop::Flush => E_WRITE,
         Stop::Wait if s.out.pending() > 0 => E_WRITE,
         Stop::Wait => E_READ,
     }
@@ -298,8 +315,8 @@ fn read_and_feed(
             );
             return Stop::Eof;
         }
-        if reply.len() >= REPLY_HIGH_WATER {
-            break;
+        if reply.len() >= OUT_HIGH_WATER {
+            return Stop::Flush;
         }
         // In a Maildir body, read no more than the spill buffer has room for.
         let end = len.saturating_add(s.body.room()).min(input.len());
@@ -322,8 +339,9 @@ fn read_and_feed(
     Stop::Wait
 }
 
-/// Feeds `input[..len]` to the engine until it needs more input, must deliver to disk, or
-/// closes; leaves the unconsumed rest at the front of `input`. `None`: read more.
+/// Feeds `input[..len]` to the engine until it needs more input, must deliver to disk, has
+/// replies to flush, or closes; leaves the unconsumed rest at the front of `input`.
+/// `None`: read more.
 fn feed_all(
     ac: &AcceptConstruct,
     s: &mut SmtpSess,
@@ -347,6 +365,7 @@ fn feed_all(
         match f.next {
             Next::Read if s.body.wants_spill() => break Some(Stop::Float(Work::Spill)),
             Next::Read => break None,
+            Next::Flush => break Some(Stop::Flush),
             Next::Close => break Some(Stop::Close),
             Next::Deliver => match s.disk.as_deref_mut() {
                 None => {

@@ -55,6 +55,8 @@ pub struct Slots {
     pub max_recipients_per_connection: Slot,
     /// `Max_Receptions_Per_Connection` (int).
     pub max_receptions_per_connection: Slot,
+    /// `Max_Errors_Per_Connection` (int).
+    pub max_errors_per_connection: Slot,
     /// `Require_EHLO` (bool).
     pub require_ehlo: Slot,
     /// `Max_Line_Length` (int).
@@ -181,6 +183,13 @@ impl Slots {
                 None,
                 "messages per connection; the next MAIL gets 421 (0: unlimited)",
             ))?,
+            max_errors_per_connection: r(opt(
+                "Max_Errors_Per_Connection",
+                COUNT,
+                "20",
+                None,
+                "refusals without a message accepted; then 421 4.7.0 and close (0: unlimited)",
+            ))?,
             require_ehlo: r(opt(
                 "Require_EHLO",
                 OptionType::Bool,
@@ -272,6 +281,7 @@ impl SessionConf {
             max_recipients_per_message: int(s.max_recipients_per_message),
             max_recipients_per_connection: int(s.max_recipients_per_connection),
             max_receptions_per_connection: int(s.max_receptions_per_connection),
+            max_errors_per_connection: int(s.max_errors_per_connection),
             require_ehlo: ac.fetch(s.require_ehlo).as_bool(),
             max_line_length: ac.fetch(s.max_line_length).as_int().max(3) as usize,
             bare_lf: match ac.fetch(s.bare_lf).as_str().eq_ignore_ascii_case("allow") {

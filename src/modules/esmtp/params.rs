@@ -156,6 +156,10 @@ pub struct Params {
     /// Messages accepted per connection, 0 = unlimited; the next MAIL after the limit gets
     /// `421 4.7.0` and the connection is closed.
     pub max_receptions_per_connection: u32,
+    /// Refusals (4xx/5xx replies to the client's commands and messages) allowed per
+    /// connection before it is closed with `421 4.7.0`, 0 = unlimited; the count restarts
+    /// when a message is accepted (Postfix's `smtpd_hard_error_limit`).
+    pub max_errors_per_connection: u32,
     /// MAIL before EHLO/HELO is refused with `503 5.5.1` (`Require_EHLO`).
     pub require_ehlo: bool,
     /// Longest message text line in octets including CRLF (RFC 5321 4.5.3.1.6: 1000).
@@ -180,6 +184,7 @@ impl Default for Params {
             max_recipients_per_message: 100,
             max_recipients_per_connection: 0,
             max_receptions_per_connection: 0,
+            max_errors_per_connection: 20,
             require_ehlo: false,
             max_line_length: 1000,
             bare_lf: BareLf::Reject,

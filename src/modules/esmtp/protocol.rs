@@ -24,6 +24,11 @@
 //!   caller's buffer: pipelined commands after the message). Feeding before that returns
 //!   `Next::Deliver` again and consumes nothing.
 //! - After [`Next::Close`] flush `out` and close; further feeds consume nothing.
+//! - After [`Next::Flush`] (`out` holds [`OUT_HIGH_WATER`] octets or more of replies) write
+//!   `out` out, then feed `input[consumed..]` again: a client that pipelines faster than it
+//!   reads its replies cannot make the replies of one read grow without bound (64 KiB of bare
+//!   LFs would otherwise be 3.4 MB of `500` replies). Each call consumes at least one command
+//!   before it stops this way, so a caller that does not drain `out` still progresses.
 //! - The end of message text is `CRLF.CRLF` only; `LF.LF`, `CR.CR` and `LF.CRLF` are data
 //!   (or refused, see [`BareLf`]), so the session cannot be used for SMTP smuggling.
 //!
@@ -48,6 +53,7 @@
 //! | recipients over the per-message / per-connection limit | `452 4.5.3 Error: too many recipients[ for this connection]` |
 //! | MAIL after `max_receptions_per_connection` messages | `421 4.7.0 <host> Error: too many messages in this connection`, close |
 //! | MAIL or RSET after [`Session::stale_config`] | `421 4.3.2 <host> <reconfig_message>`, close |
+//! | the `max_errors_per_connection`th refusal (4xx/5xx) without a message accepted since | `421 4.7.0 <host> Error: too many errors`, close |
 //! | [`Session::timeout`] | `421 4.4.2 <host> Error: timeout exceeded`, close |
 //! | BDAT with an unparsable size (framing lost) | `501 5.5.4 Syntax: BDAT count [LAST]`, close |
 //! | delivery failed | `451 4.3.0 <reason>` |
@@ -74,6 +80,9 @@ pub use super::params::{BareLf, Extensions, Params};
 /// Longest command line, CRLF included (RFC 5321 4.5.3.1.4).
 pub const MAX_COMMAND_LINE: usize = 512;
 
+/// Octets of replies in `out` at which [`Session::feed`] stops and returns [`Next::Flush`].
+pub const OUT_HIGH_WATER: usize = 16 * 1024;
+
 /// Receives the body of the message being received.
 ///
 /// Calls come in the order `start`, `data`*, then either `abort` or nothing: the body is
@@ -99,6 +108,8 @@ pub enum Next {
     Deliver,
     /// Flush `out`, then close the connection.
     Close,
+    /// `out` reached [`OUT_HIGH_WATER`]: write it, then feed `input[consumed..]` again.
+    Flush,
 }
 
 /// The result of [`Session::feed`].
@@ -211,6 +222,8 @@ pub struct Session {
     line_len: usize,
     rcpts_conn: u32,
     receptions: u32,
+    /// Refusals since the session started or last had a message accepted.
+    errors: u32,
     refusal: Option<Refusal>,
     esmtp: bool,
     /// In DATA text: at the beginning of a line (after CRLF).
@@ -234,6 +247,7 @@ impl Session {
             line_len: 0,
             rcpts_conn: 0,
             receptions: 0,
+            errors: 0,
             refusal: None,
             esmtp: false,
             bol: true,
@@ -261,7 +275,11 @@ impl Session {
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>, sink: &mut dyn BodySink) -> Feed {
         let mut pos = 0;
         loop {
+            if pos > 0 && self.phase == Phase::Command && out.len() >= OUT_HIGH_WATER {
+                return feed(pos, Next::Flush);
+            }
             let rest = &input[pos..];
+            let before = out.len();
             let step = match self.phase {
                 Phase::Command => self.step_command(rest, out, sink),
                 Phase::SkipLine => self.step_skip(rest, out),
@@ -270,10 +288,26 @@ impl Session {
                 Phase::AwaitDelivery => return feed(pos, Next::Deliver),
                 Phase::Closed => return feed(pos, Next::Close),
             };
+            self.count_error(out, before);
             match step {
                 Step::Go(n) => pos += n,
                 Step::Wait(n) => return feed(pos + n, Next::Read),
             }
+        }
+    }
+
+    /// Counts a refusal written since `out[before]` (a step writes at most one reply), and
+    /// closes the session at the `max_errors_per_connection`th (Postfix's
+    /// `smtpd_hard_error_limit`): a client that only makes errors is not worth serving.
+    fn count_error(&mut self, out: &mut Vec<u8>, before: usize) {
+        let refused = matches!(out.get(before), Some(b'4' | b'5'));
+        if !refused || self.phase == Phase::Closed {
+            return;
+        }
+        self.errors = self.errors.saturating_add(1);
+        let max = self.params.max_errors_per_connection;
+        if max > 0 && self.errors >= max {
+            self.close_421(out, "4.7.0", b"Error: too many errors");
         }
     }
 
@@ -296,6 +330,7 @@ impl Session {
         match result {
             Ok(id) => {
                 self.receptions = self.receptions.saturating_add(1);
+                self.errors = 0;
                 let e = enh.then_some("2.0.0");
                 reply::line(out, "250", false, e, &[b"Ok: queued as ", id.as_bytes()]);
             }

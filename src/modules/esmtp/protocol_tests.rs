@@ -67,6 +67,9 @@ fn run<'a>(p: &Arc<Params>, pieces: impl IntoIterator<Item = &'a [u8]>) -> Trans
             buf.drain(..f.consumed);
             match f.next {
                 Next::Read => break,
+                // The transcript keeps every reply: going on without draining still
+                // progresses, one command per call.
+                Next::Flush => assert!(f.consumed > 0 && out.len() >= OUT_HIGH_WATER),
                 Next::Deliver => {
                     assert!(sink.open);
                     sink.open = false;
@@ -634,6 +637,64 @@ fn stale_config_closes_at_next_mail_or_rset() {
 }
 
 #[test]
+fn replies_stop_at_the_high_water_mark() {
+    // 64 KiB of bare LFs: one read, 65536 refusals (3.4 MB) if fed at once.
+    let p = params(|p| p.max_errors_per_connection = 0);
+    let mut s = Session::new(p, 1);
+    let (mut out, mut sink) = (Vec::new(), Sink::default());
+    let input = vec![b'\n'; 64 * 1024];
+    let mut at = 0;
+    let mut replies = 0;
+    loop {
+        let f = s.feed(&input[at..], &mut out, &mut sink);
+        at += f.consumed;
+        assert!(
+            out.len() < OUT_HIGH_WATER + 100,
+            "{} octets of replies",
+            out.len()
+        );
+        replies += out.split(|&b| b == b'\n').count() - 1;
+        out.clear();
+        match f.next {
+            Next::Flush => assert!(f.consumed > 0),
+            Next::Read => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((at, replies), (input.len(), input.len()), "nothing lost");
+}
+
+#[test]
+fn too_many_errors_close_the_session() {
+    let p = params(|p| p.max_errors_per_connection = 3);
+    let t = whole(&p, b"FOO\r\nNOOP\r\nBAR\r\nMAIL FROM:x\r\nNOOP\r\nQUIT\r\n");
+    assert_eq!(
+        lines(&t),
+        [
+            "500 5.5.2 Error: command not recognized",
+            "250 2.0.0 Ok",
+            "500 5.5.2 Error: command not recognized",
+            "501 5.1.7 Syntax: MAIL FROM:<address>",
+            "421 4.7.0 mx.test Error: too many errors",
+        ]
+    );
+    assert!(t.closed);
+    // A message accepted starts the count again (Postfix: errors "without delivering mail").
+    let mut input = b"FOO\r\nFOO\r\n".to_vec();
+    input.extend_from_slice(TX);
+    input.extend_from_slice(b"x\r\n.\r\nFOO\r\nFOO\r\nNOOP\r\n");
+    let t = whole(&p, &input);
+    assert!(!t.closed, "{}", t.out);
+    assert!(t.out.ends_with("250 2.0.0 Ok\r\n"), "{}", t.out);
+    // 0 is unlimited; the default is 20.
+    let unlimited = params(|p| p.max_errors_per_connection = 0);
+    let t = whole(&unlimited, "FOO\r\n".repeat(1000).as_bytes());
+    assert!(!t.closed && lines(&t).len() == 1000);
+    let t = whole(&params(|_| {}), "FOO\r\n".repeat(1000).as_bytes());
+    assert_eq!(lines(&t).len(), 20 + 1, "the default limit is 20");
+}
+
+#[test]
 fn timeout_aborts_the_body_and_closes() {
     let mut s = Session::new(params(|_| {}), 1);
     let (mut out, mut sink) = (Vec::new(), Sink::default());
@@ -820,6 +881,7 @@ fn fuzz_never_panics_and_never_buffers_much() {
             p.max_line_length = 3 + rng.below(20);
             p.max_recipients_per_message = rng.below(3) as u32;
             p.max_receptions_per_connection = rng.below(3) as u32;
+            p.max_errors_per_connection = rng.below(3) as u32 * 10;
         });
         let mut input = Vec::new();
         for _ in 0..rng.below(60) {
@@ -851,6 +913,7 @@ fn fuzz_one(p: &Arc<Params>, input: &[u8], rng: &mut Rng, iter: usize) {
                     assert!(buf.len() < MAX_COMMAND_LINE, "iteration {iter}: {buf:?}");
                     break;
                 }
+                Next::Flush => out.clear(),
                 Next::Deliver => {
                     sink.open = false;
                     let r = if rng.below(2) == 0 {
