@@ -409,10 +409,12 @@ fn unknown_extension_is_a_configuration_error() {
         err.contains("SMTP_Extensions") && err.contains("STARTTLS"),
         "{err}"
     );
-    let err = Smtp::try_start(&listen("Static_Banner = hello"))
-        .err()
-        .expect("refused");
-    assert!(err.contains("Static_Banner"), "{err}");
+    for banner in ["hello", "220", "220  "] {
+        let err = Smtp::try_start(&listen(&format!("Static_Banner = {banner}")))
+            .err()
+            .expect("refused");
+        assert!(err.contains("Static_Banner"), "{banner:?}: {err}");
+    }
 }
 
 #[test]
@@ -487,9 +489,10 @@ fn reload_answers_the_next_mail_with_421_and_closes() {
     other.reply();
     assert!(other.cmd("EHLO y").starts_with("250-"));
     srv.on_sched(|| {
-        netlistener_config()
-            .unwrap()
+        let store = netlistener_config().unwrap();
+        store
             .set("ESMTP_Listener", "Banner_Hostname", "new.test")
+            .and_then(|_| store.set("ESMTP_Listener", "Reconfig_Message", "moved, reconnect"))
             .map(|_| ())
             .map_err(|e| e.to_string())
     })
@@ -498,8 +501,9 @@ fn reload_answers_the_next_mail_with_421_and_closes() {
     c.cmd("DATA");
     assert_eq!(code(&c.cmd("x\r\n.")), "250 2.0.0");
     let r = c.cmd("MAIL FROM:<a@x>");
+    // The session's own host name, the text of the configuration now in force.
     assert!(
-        r.starts_with("421 4.3.2 ") && r.ends_with("please come back"),
+        r.starts_with("421 4.3.2 ") && r.ends_with(" moved, reconnect"),
         "{r}"
     );
     assert!(c.closed());
@@ -665,6 +669,25 @@ fn maildir_stores_dot_unstuffed_body_with_received_header() {
         body_after_received(&new[0]),
         b"Subject: t\r\n\r\n.leading dot\r\n not the end\r\n"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn received_header_without_helo_names_the_address_literal() {
+    let dir = tempdir("esmtp-nohelo");
+    let srv = Smtp::start(&maildir_conf(&dir, ""));
+    let mut c = C::connect(srv.addr());
+    c.reply();
+    c.cmd("MAIL FROM:<a@x>");
+    c.cmd("RCPT TO:<b@y>");
+    c.cmd("DATA");
+    assert!(c.cmd("x\r\n.").starts_with("250 2.0.0 Ok: queued as"));
+    let data = std::fs::read_to_string(&files(&dir, "new")[0]).unwrap();
+    assert!(
+        data.starts_with("Received: from [127.0.0.1] ([127.0.0.1])\r\n\tby rx.test"),
+        "{data}"
+    );
+    assert!(data.contains(" with SMTP id "), "{data}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -28,7 +28,7 @@
 //!   loaded (the option slots are kept per thread, so several schedulers may run in a process).
 //! - A floated session is touched by its pool job only; the scheduler never sees it meanwhile.
 //! - A session whose generation went stale answers its next MAIL or RSET with `421 4.3.2
-//!   <Reconfig_Message>` and closes.
+//!   <Reconfig_Message>` (the value of the generation now in force) and closes.
 //!
 //! # Diagnostics
 //! Nothing panics on input. A failed write or read ends the session silently (the peer is
@@ -40,8 +40,8 @@ use std::time::{Instant, SystemTime};
 
 use crate::event::{Closure, Event, Io, OutBuf, E_ASYNC, E_READ, E_TIMEOUT, E_WRITE};
 use crate::netlistener::{
-    common_slots, netlistener_register3, netlistener_set_reject_lines, touch, AcceptConstruct,
-    NetError,
+    common_slots, ec_config_fetch_globalconf, netlistener_register3, netlistener_set_reject_lines,
+    touch, AcceptConstruct, NetError,
 };
 use crate::scheduler::{float_event, get_pool, threadpool_submit, FloatedEvent};
 use crate::threadpool::{Completion, Job};
@@ -264,7 +264,8 @@ fn pump(
     s.tail = Vec::new();
     if !s.stale_noted && ac.config_is_stale() {
         s.stale_noted = true;
-        s.session.stale_config();
+        s.session
+            .stale_config(current_reconfig_message(ac).as_deref());
     }
     let stop = match feed_all(ac, s, input, &mut len, reply) {
         Some(stop) => stop,
@@ -292,6 +293,16 @@ fn pump(
         Stop::Wait if s.out.pending() > 0 => E_WRITE,
         Stop::Wait => E_READ,
     }
+}
+
+/// `Reconfig_Message` as the generation now in force resolves it for this session.
+fn current_reconfig_message(ac: &AcceptConstruct) -> Option<String> {
+    let slots = SLOTS.with(|s| s.get())?;
+    let gen = ec_config_fetch_globalconf().ok()?;
+    let def = &ac.inst.def;
+    let chain = gen.chain(&def.scope, Some(&ac.inst.address), Some(&ac.peer()));
+    let text = gen.fetch_in(&chain, slots.reconfig_message).value.as_str();
+    Some(text.to_string())
 }
 
 /// The read loop of [`pump`]: appends reads to `input[..len]` and feeds them, until the

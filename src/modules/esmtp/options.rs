@@ -84,14 +84,9 @@ fn v_hostname(v: &Value) -> Result<(), String> {
 }
 
 fn v_banner(v: &Value) -> Result<(), String> {
-    let b = v.as_str();
-    let ok = b.is_empty()
-        || (b.starts_with("220") && (b.len() == 3 || b.as_bytes()[3] == b' '))
-            && !b.bytes().any(|c| c < b' ' || c == 0x7f);
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("must be one line starting with \"220 \": {b:?}"))
+    match v.as_str() {
+        "" => Ok(()),
+        b => super::params::banner_ok(b),
     }
 }
 
@@ -352,6 +347,8 @@ mod tests {
         assert!(v_banner(&st("220 mx.example ready")).is_ok());
         assert!(v_banner(&st("250 hi")).is_err());
         assert!(v_banner(&st("220-x")).is_err());
+        assert!(v_banner(&st("220")).is_err());
+        assert!(v_banner(&st("220  ")).is_err());
         assert!(v_delivery(&st("Maildir")).is_ok());
         assert!(v_delivery(&st("mbox")).is_err());
         assert!(v_bare_lf(&st("allow")).is_ok());

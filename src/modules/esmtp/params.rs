@@ -142,8 +142,8 @@ pub enum BareLf {
 pub struct Params {
     /// Name announced in the banner, the EHLO reply and 421 replies (`Banner_Hostname`).
     pub hostname: String,
-    /// A complete banner line replacing the default one (`Static_Banner`); it should start
-    /// with `220` (see [`Params::validate`]).
+    /// A complete banner line replacing the default one (`Static_Banner`); it should be
+    /// `220 ` and a text (see [`Params::validate`]).
     pub static_banner: Option<String>,
     /// Extensions advertised in reply to EHLO (`SMTP_Extensions`).
     pub extensions: Extensions,
@@ -208,11 +208,8 @@ impl Params {
             ));
         }
         if let Some(b) = &self.static_banner {
-            let ok = b.starts_with("220") && (b.len() == 3 || b.as_bytes()[3] == b' ');
-            if !ok || bad_text(b) {
-                return Err(format!(
-                    "Static_Banner: must be one line starting with \"220 \": {b:?}"
-                ));
+            if let Err(why) = banner_ok(b) {
+                return Err(format!("Static_Banner: {why}"));
             }
         }
         if bad_text(&self.reconfig_message) {
@@ -226,6 +223,20 @@ impl Params {
         }
         Ok(())
     }
+}
+
+/// Checks a `Static_Banner` line: `220 `, then a text that is not blank (RFC 5321 4.2: the
+/// greeting names the server), no control characters.
+///
+/// Errors: why the line is refused, with the line quoted.
+pub fn banner_ok(b: &str) -> Result<(), String> {
+    let text = b.strip_prefix("220 ").unwrap_or("");
+    if text.trim().is_empty() || b.bytes().any(|c| c < b' ' || c == 0x7f) {
+        return Err(format!(
+            "must be one line of \"220 \" followed by a text: {b:?}"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -270,6 +281,11 @@ mod tests {
         assert!(p.validate().is_err());
         p.static_banner = Some("220 mx.example ready".into());
         assert!(p.validate().is_ok());
+        for bad in ["220", "220 ", "220   ", "220-mx ready", "220mx"] {
+            p.static_banner = Some(bad.into());
+            assert!(p.validate().is_err(), "{bad:?}");
+        }
+        p.static_banner = None;
         p.max_line_length = 2;
         assert!(p.validate().is_err());
     }

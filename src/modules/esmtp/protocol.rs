@@ -343,11 +343,18 @@ impl Session {
     }
 
     /// Marks the session's configuration generation as stale (a reload happened): the next
-    /// MAIL or RSET is answered `421 4.3.2 <host> <reconfig_message>` and the session closes,
-    /// so the client reconnects under the new configuration. A transaction in progress is not
-    /// disturbed.
-    pub fn stale_config(&mut self) {
+    /// MAIL or RSET is answered `421 4.3.2 <host> <text>` and the session closes, so the
+    /// client reconnects under the new configuration. `<text>` is `reconfig_message`, the
+    /// `Reconfig_Message` of the configuration now in force (the session's own
+    /// [`Params::reconfig_message`] if `None`). A transaction in progress is not disturbed.
+    pub fn stale_config(&mut self, reconfig_message: Option<&str>) {
         self.stale = true;
+        if let Some(text) = reconfig_message.filter(|t| *t != self.params.reconfig_message) {
+            // Rare (once per session and reload): a private copy, not a field in every session.
+            let mut p = Params::clone(&self.params);
+            p.reconfig_message = text.to_string();
+            self.params = Arc::new(p);
+        }
     }
 
     /// The idle timer fired: appends `421 4.4.2 <host> Error: timeout exceeded`, aborts a
@@ -409,6 +416,12 @@ impl Session {
         let host = self.params.hostname.as_bytes();
         reply::line(out, "421", false, e, &[host, b" ", text]);
         self.phase = Phase::Closed;
+    }
+
+    /// `421 4.3.2 <host> <Reconfig_Message>` and close (see [`Session::stale_config`]).
+    fn close_stale(&mut self, out: &mut Vec<u8>) {
+        let params = Arc::clone(&self.params);
+        self.close_421(out, "4.3.2", params.reconfig_message.as_bytes());
     }
 
     /// Drops the envelope and aborts a body in progress.
@@ -720,8 +733,7 @@ impl Session {
     fn mail(&mut self, args: &[u8], out: &mut Vec<u8>) {
         let max_rx = self.params.max_receptions_per_connection;
         if self.stale {
-            let params = Arc::clone(&self.params);
-            return self.close_421(out, "4.3.2", params.reconfig_message.as_bytes());
+            return self.close_stale(out);
         }
         if max_rx > 0 && self.receptions >= max_rx {
             let text = b"Error: too many messages in this connection";
@@ -864,8 +876,7 @@ impl Session {
         }
         self.reset_transaction(sink);
         if self.stale {
-            let params = Arc::clone(&self.params);
-            return self.close_421(out, "4.3.2", params.reconfig_message.as_bytes());
+            return self.close_stale(out);
         }
         self.say(out, OK);
     }

@@ -620,7 +620,7 @@ fn stale_config_closes_at_next_mail_or_rset() {
         let mut s = Session::new(p, 1);
         let (mut out, mut sink) = (Vec::new(), Sink::default());
         s.feed(b"HELO c\r\n", &mut out, &mut sink);
-        s.stale_config();
+        s.stale_config(None);
         let f = s.feed(b"NOOP\r\n", &mut out, &mut sink);
         assert_eq!(f.next, Next::Read);
         let input = format!("{cmd}\r\nNOOP\r\n");
@@ -634,6 +634,17 @@ fn stale_config_closes_at_next_mail_or_rset() {
         );
         assert!(out.ends_with(b"250 2.0.0 Ok\r\n421 4.3.2 mx.test Reconfigured, come back\r\n"));
     }
+}
+
+#[test]
+fn stale_config_uses_the_reconfig_message_in_force() {
+    let p = params(|p| p.reconfig_message = "old text".into());
+    let mut s = Session::new(p, 1);
+    let (mut out, mut sink) = (Vec::new(), Sink::default());
+    s.stale_config(Some("new text"));
+    let f = s.feed(b"RSET\r\n", &mut out, &mut sink);
+    assert_eq!(f.next, Next::Close);
+    assert_eq!(out, b"421 4.3.2 mx.test new text\r\n");
 }
 
 #[test]
@@ -927,7 +938,7 @@ fn fuzz_one(p: &Arc<Params>, input: &[u8], rng: &mut Rng, iter: usize) {
             }
         }
         if rng.below(50) == 0 {
-            s.stale_config();
+            s.stale_config(None);
         }
     }
     s.timeout(&mut out, &mut sink);

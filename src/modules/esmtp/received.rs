@@ -17,7 +17,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// The values written into one `Received:` header.
 #[derive(Clone, Debug)]
 pub struct ReceivedInfo<'a> {
-    /// The name the client gave in HELO/EHLO.
+    /// The name the client gave in HELO/EHLO (`""` if it gave none: the address literal is
+    /// written instead).
     pub helo: &'a str,
     /// The client's address.
     pub peer_ip: IpAddr,
@@ -51,6 +52,8 @@ pub fn with_keyword(ehlo: bool, tls: bool, auth: bool, smtputf8: bool) -> &'stat
 
 /// Builds `Received: from <helo> ([<ip>])\r\n\tby <host> (netlistener) with <proto> id <id>
 /// \r\n\t[for <rcpt>]; <date>\r\n`; IPv6 peers are written `[IPv6:…]` (RFC 5321 4.1.3).
+/// Without a HELO name the `From-domain` is the address literal, `from [<ip>] ([<ip>])`
+/// (RFC 5321 4.4: `Extended-Domain` is a domain or an address literal, never empty).
 pub fn received_header(info: &ReceivedInfo<'_>) -> String {
     let ip = match info.peer_ip {
         IpAddr::V4(a) => a.to_string(),
@@ -58,7 +61,14 @@ pub fn received_header(info: &ReceivedInfo<'_>) -> String {
     };
     let mut h = String::with_capacity(160);
     h.push_str("Received: from ");
-    push_clean(&mut h, info.helo);
+    match info.helo {
+        "" => {
+            h.push('[');
+            h.push_str(&ip);
+            h.push(']');
+        }
+        helo => push_clean(&mut h, helo),
+    }
     h.push_str(" ([");
     h.push_str(&ip);
     h.push_str("])\r\n\tby ");
@@ -207,6 +217,33 @@ mod tests {
             "{h}"
         );
         assert!(h.contains("with SMTP id Q1; Thu,"), "{h}");
+    }
+
+    #[test]
+    fn no_helo_writes_the_address_literal() {
+        let info = ReceivedInfo {
+            helo: "",
+            peer_ip: "127.0.0.1".parse().unwrap(),
+            by_host: "mx.example",
+            protocol: "SMTP",
+            id: "Q1",
+            for_rcpt: None,
+            time: at(0),
+        };
+        let h = received_header(&info);
+        assert!(
+            h.starts_with("Received: from [127.0.0.1] ([127.0.0.1])\r\n"),
+            "{h}"
+        );
+        let v6 = ReceivedInfo {
+            peer_ip: "::1".parse().unwrap(),
+            ..info
+        };
+        let h = received_header(&v6);
+        assert!(
+            h.starts_with("Received: from [IPv6:::1] ([IPv6:::1])\r\n"),
+            "{h}"
+        );
     }
 
     #[test]
