@@ -1,13 +1,14 @@
 //! A small, std-only load generator for `ESMTP_Listener`, loopback only, bounded in count and
 //! time. Usage: `cargo run --release --example smtp_load [SECONDS_PER_RUN]` (default 5);
 //! `SMTP_LOAD_IO_THREADS` sets the server's `IO` pool size (default 4, as shipped);
-//! `SMTP_LOAD_TARGET=ip:port` instead loads another server (e.g. `smtp-sink`) the same way.
+//! `SMTP_LOAD_TARGET=ip:port` instead loads another server (e.g. `smtp-sink`) the same way;
+//! `SMTP_LOAD_ONLY=rate`, `memory` or `idle` runs only that part.
 //!
 //! The server runs in a child process (this program re-executed as `smtp_load serve …`) so its
 //! peak RSS (`VmHWM`) is measured apart from the clients. It prints:
 //!
 //! 1. messages per second with 50 concurrent sessions sending 1 KiB messages, in `discard` and
-//!    in `maildir` mode (fsync of every file, group-committed fsync of `new/`);
+//!    in `maildir` mode (durable before each `250`, group-committed per Maildir);
 //! 2. the server's peak RSS with 200 sessions each streaming one message near
 //!    `Max_Message_Size` at the same time (`discard` and `maildir`), and per session;
 //! 3. the server's RSS growth per idle session (1000 sessions after EHLO).
@@ -36,7 +37,9 @@ fn main() {
         return;
     }
     let base = std::env::temp_dir().join(format!("smtp_load-{}", std::process::id()));
-    for mode in ["discard", "maildir"] {
+    let only = std::env::var("SMTP_LOAD_ONLY").unwrap_or_default();
+    let part = |p: &str| only.is_empty() || only == p;
+    for mode in ["discard", "maildir"].into_iter().filter(|_| part("rate")) {
         let dir = base.join(mode);
         let (mut child, addr) = spawn_server(mode, &dir);
         let (n, el) = throughput(addr, 50, 1024, Duration::from_secs(secs));
@@ -49,7 +52,10 @@ fn main() {
         );
         stop(&mut child);
     }
-    for mode in ["discard", "maildir"] {
+    for mode in ["discard", "maildir"]
+        .into_iter()
+        .filter(|_| part("memory"))
+    {
         let dir = base.join(format!("big-{mode}"));
         let (mut child, addr) = spawn_server(mode, &dir);
         let before = vm(&child, "VmRSS:");
@@ -64,7 +70,9 @@ fn main() {
         );
         stop(&mut child);
     }
-    idle(&base.join("idle"), 1000);
+    if part("idle") {
+        idle(&base.join("idle"), 1000);
+    }
     let _ = std::fs::remove_dir_all(&base);
 }
 

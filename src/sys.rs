@@ -852,6 +852,32 @@ pub fn tcp_connect_from(
     Ok(std::net::TcpStream::from(fd))
 }
 
+/// `syncfs(2)`: writes back every dirty page and inode of the filesystem holding `fd`. On
+/// Linux 5.8 and later it also reports writeback errors of that filesystem that happened
+/// since `fd` was opened; before 5.8 it returns 0 even when writeback failed, so a caller
+/// that needs durability must not rely on it there (see `syncfs_reports_errors`).
+#[cfg(target_os = "linux")]
+pub fn syncfs(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: syncfs(2) takes an integer fd, borrowed (so open) for the whole call.
+    cvt(unsafe { libc::syncfs(fd.as_raw_fd()) }).map(|_| ())
+}
+
+/// True when this kernel's [`syncfs`] reports writeback errors (Linux 5.8 or later), read
+/// once from `/proc/sys/kernel/osrelease`; false when that cannot be read.
+#[cfg(target_os = "linux")]
+pub fn syncfs_reports_errors() -> bool {
+    static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OK.get_or_init(|| {
+        let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let mut v = rel
+            .trim()
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|n| n.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+        (major, minor) >= (5, 8)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -673,25 +673,6 @@ fn maildir_stores_dot_unstuffed_body_with_received_header() {
 }
 
 #[test]
-fn received_header_without_helo_names_the_address_literal() {
-    let dir = tempdir("esmtp-nohelo");
-    let srv = Smtp::start(&maildir_conf(&dir, ""));
-    let mut c = C::connect(srv.addr());
-    c.reply();
-    c.cmd("MAIL FROM:<a@x>");
-    c.cmd("RCPT TO:<b@y>");
-    c.cmd("DATA");
-    assert!(c.cmd("x\r\n.").starts_with("250 2.0.0 Ok: queued as"));
-    let data = std::fs::read_to_string(&files(&dir, "new")[0]).unwrap();
-    assert!(
-        data.starts_with("Received: from [127.0.0.1] ([127.0.0.1])\r\n\tby rx.test"),
-        "{data}"
-    );
-    assert!(data.contains(" with SMTP id "), "{data}");
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-#[test]
 fn maildir_large_message_is_streamed_and_pipelined_commands_survive() {
     let dir = tempdir("esmtp-big");
     let srv = Smtp::start(&maildir_conf(&dir, "Max_Message_Size = 2m"));
@@ -722,8 +703,19 @@ fn maildir_large_message_is_streamed_and_pipelined_commands_survive() {
     c.send(line.repeat(40_000).as_bytes());
     assert_eq!(code(&c.cmd(".")), "552 5.3.4");
     assert_eq!(files(&dir, "new").len(), 1);
-    assert!(files(&dir, "tmp").is_empty());
+    // The spilled file is removed by a pool job, not on the scheduler thread.
+    wait_until("tmp/ empty", || files(&dir, "tmp").is_empty());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Jobs completed by the pool `name` of the server.
+fn pool_completed(srv: &Smtp, name: &'static str) -> Option<u64> {
+    srv.on_sched(move || {
+        netlistener::scheduler::pool_stats()
+            .into_iter()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+            .map(|p| p.completed)
+    })
 }
 
 #[test]
@@ -741,13 +733,10 @@ fn maildir_writes_run_on_the_sessions_pool_name() {
     c.cmd("RCPT TO:<b@y>");
     c.cmd("DATA");
     assert!(c.cmd("x\r\n.").starts_with("250 2.0.0 Ok: queued as"));
-    let done = srv.on_sched(|| {
-        netlistener::scheduler::pool_stats()
-            .into_iter()
-            .find(|p| p.name.eq_ignore_ascii_case("disk"))
-            .map(|p| p.completed)
+    // The group commit answers from inside the job: it may be counted just after the reply.
+    wait_until("the delivery job ran on pool \"disk\"", || {
+        pool_completed(&srv, "disk") == Some(1)
     });
-    assert_eq!(done, Some(1), "the delivery job ran on pool \"disk\"");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -1001,4 +990,222 @@ fn shipped_conf_d_30_esmtp_loads_and_its_peer_advertises_another_list() {
     assert_eq!(got.0, "PIPELINING,SIZE,8BITMIME,ENHANCEDSTATUSCODES");
     assert_eq!(got.1, "PIPELINING,CHUNKING,SMTPUTF8,ENHANCEDSTATUSCODES");
     assert_eq!(got.2, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Maildir edge cases: vanishing clients, SMTPUTF8, group commit, pool refusals
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_client_vanishing_mid_data_leaves_nothing() {
+    let dir = tempdir("esmtp-vanish");
+    let srv = Smtp::start(&maildir_conf(&dir, ""));
+    let mut c = C::connect(srv.addr());
+    c.reply();
+    c.cmd("EHLO x");
+    c.cmd("MAIL FROM:<a@x>");
+    c.cmd("RCPT TO:<b@y>");
+    c.cmd("DATA");
+    c.send(format!("{}\r\n", "v".repeat(70)).repeat(600).as_bytes()); // 43 kB: spilled
+    wait_until("a file in tmp/", || files(&dir, "tmp").len() == 1);
+    drop(c);
+    wait_until("session ends", || srv.on_sched(active_sessions) == 0);
+    wait_until("tmp/ empty", || files(&dir, "tmp").is_empty());
+    assert!(files(&dir, "new").is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn maildir_body_buffer_stays_bounded_when_commands_and_body_come_in_one_write() {
+    let dir = tempdir("esmtp-onewrite");
+    let srv = Smtp::start(&maildir_conf(&dir, ""));
+    let mut c = C::connect(srv.addr());
+    c.reply();
+    c.cmd("EHLO x");
+    let body = format!("{}\r\n", "o".repeat(70)).repeat(900); // 64 kB
+    c.send(format!("MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n{body}.\r\n").as_bytes());
+    assert_eq!(code(&c.reply()), "250 2.1.0");
+    assert_eq!(code(&c.reply()), "250 2.1.5");
+    assert_eq!(code(&c.reply()), "354 End d");
+    assert!(c.reply().starts_with("250 2.0.0 Ok: queued as"));
+    let peak = srv.on_sched(esmtp::module::peak_session_buffers);
+    assert!(peak <= 16 * 1024, "a session held {peak} octets");
+    assert_eq!(body_after_received(&files(&dir, "new")[0]), body.as_bytes());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn received_header_without_helo_names_the_address_literal() {
+    let dir = tempdir("esmtp-nohelo");
+    let srv = Smtp::start(&maildir_conf(&dir, ""));
+    let mut c = C::connect(srv.addr());
+    c.reply();
+    c.cmd("MAIL FROM:<a@x>");
+    c.cmd("RCPT TO:<b@y>");
+    c.cmd("DATA");
+    assert!(c.cmd("x\r\n.").starts_with("250 2.0.0 Ok: queued as"));
+    let data = std::fs::read_to_string(&files(&dir, "new")[0]).unwrap();
+    assert!(
+        data.starts_with("Received: from [127.0.0.1] ([127.0.0.1])\r\n\tby rx.test"),
+        "{data}"
+    );
+    assert!(data.contains(" with SMTP id "), "{data}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn smtputf8_accepted_when_advertised_and_refused_when_not() {
+    let dir = tempdir("esmtp-utf8");
+    let conf = format!(
+        "{}[ESMTP_Listener Peer \"127.0.0.2/32\"]\n\
+         SMTP_Extensions = PIPELINING, SMTPUTF8, ENHANCEDSTATUSCODES\n",
+        maildir_conf(&dir, "")
+    );
+    let srv = Smtp::start(&conf);
+    let mut c = C::connect_from("127.0.0.2", srv.addr());
+    c.reply();
+    assert!(c.cmd("EHLO x").contains("\n250-SMTPUTF8\n"));
+    assert_eq!(
+        c.cmd("MAIL FROM:<jörg@exämple.test> SMTPUTF8"),
+        "250 2.1.0 Ok"
+    );
+    assert_eq!(c.cmd("RCPT TO:<ünï@exämple.test>"), "250 2.1.5 Ok");
+    c.cmd("DATA");
+    assert!(c
+        .cmd("Subject: é\r\n\r\nhi\r\n.")
+        .starts_with("250 2.0.0 Ok: queued as"));
+    let data = std::fs::read_to_string(&files(&dir, "new")[0]).unwrap();
+    assert!(data.contains(" with UTF8SMTP id "), "{data}");
+    assert!(data.contains("for <ünï@exämple.test>; "), "{data}");
+    // The default list has no SMTPUTF8: the parameter is refused, and so are UTF-8 paths.
+    let mut c = C::connect(srv.addr());
+    c.reply();
+    assert!(!c.cmd("EHLO x").contains("SMTPUTF8"));
+    assert_eq!(code(&c.cmd("MAIL FROM:<a@x.test> SMTPUTF8")), "555 5.5.4");
+    assert_eq!(code(&c.cmd("MAIL FROM:<jörg@x.test>")), "553 5.6.7");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sends `n` messages on one session; returns (queue id, body) of each.
+fn send_messages(addr: SocketAddr, from: &str, w: usize, n: usize) -> Vec<(String, String)> {
+    let mut c = C::connect_from(from, addr);
+    c.reply();
+    c.cmd(&format!("EHLO w{w}"));
+    let mut got = Vec::new();
+    for m in 0..n {
+        // Some messages spill (over 12 KiB), most do not; every body is distinct.
+        let lines = if m % 4 == 3 { 300 } else { 1 + (w + m) % 20 };
+        let body = format!(
+            "Subject: {w}/{m}\r\n\r\n{}",
+            format!("{w}-{m} data\r\n").repeat(lines)
+        );
+        c.send(format!("MAIL FROM:<w{w}@x>\r\nRCPT TO:<m{m}@y>\r\nDATA\r\n").as_bytes());
+        for _ in 0..3 {
+            c.reply();
+        }
+        c.send(format!("{body}.\r\n").as_bytes());
+        let r = c.reply();
+        let id = match r.strip_prefix("250 2.0.0 Ok: queued as ") {
+            Some(id) => id.to_string(),
+            None => r, // a refusal: the caller checks
+        };
+        got.push((id, body));
+    }
+    assert_eq!(c.cmd("QUIT"), "221 2.0.0 Bye");
+    got
+}
+
+#[test]
+fn group_commit_stores_every_acknowledged_message_byte_for_byte() {
+    let dir = tempdir("esmtp-group");
+    let srv = Smtp::start(&maildir_conf(&dir, ""));
+    let addr = srv.addr();
+    let workers: Vec<_> = (0..40)
+        .map(|w| std::thread::spawn(move || send_messages(addr, "127.0.0.1", w, 10)))
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    for w in workers {
+        for (id, body) in w.join().expect("worker") {
+            let path = dir.join("new").join(&id);
+            assert!(path.exists(), "250 for {id:?} but no such file in new/");
+            assert_eq!(String::from_utf8(body_after_received(&path)).unwrap(), body);
+            assert!(ids.insert(id), "two messages got one queue id");
+        }
+    }
+    assert_eq!(files(&dir, "new").len(), 400);
+    assert!(files(&dir, "tmp").is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_failing_maildir_beside_a_good_one_fails_only_its_own_messages() {
+    let good = tempdir("esmtp-good");
+    let bad = tempdir("esmtp-bad");
+    // tmp/ is a regular file: creating the message fails, even for root.
+    std::fs::write(bad.join("tmp"), b"not a directory").unwrap();
+    let conf = format!(
+        "{}[ESMTP_Listener Peer \"127.0.0.2/32\"]\nMaildir = {}\n",
+        maildir_conf(&good, ""),
+        bad.display()
+    );
+    let srv = Smtp::start(&conf);
+    let addr = srv.addr();
+    let workers: Vec<_> = (0..20)
+        .map(|w| {
+            let from = if w % 2 == 0 { "127.0.0.1" } else { "127.0.0.2" };
+            std::thread::spawn(move || (w, send_messages(addr, from, w, 5)))
+        })
+        .collect();
+    for t in workers {
+        let (w, got) = t.join().expect("worker");
+        for (id, body) in got {
+            if w % 2 == 0 {
+                let path = good.join("new").join(&id);
+                assert_eq!(body_after_received(&path), body.as_bytes());
+            } else {
+                assert!(id.starts_with("451 4.3.0 "), "{id}");
+            }
+        }
+    }
+    assert_eq!(files(&good, "new").len(), 50);
+    assert!(files(&good, "tmp").is_empty());
+    assert!(!bad.join("new").exists());
+    let _ = std::fs::remove_dir_all(&good);
+    let _ = std::fs::remove_dir_all(&bad);
+}
+
+#[test]
+fn aborted_message_is_removed_by_the_pool_and_a_refusing_pool_gets_451() {
+    let dir = tempdir("esmtp-refuse");
+    let conf = format!(
+        "[ThreadPool \"disk\"]\nConcurrency = 2\n{}",
+        maildir_conf(&dir, "Pool_Name = disk")
+    );
+    let srv = Smtp::start(&conf);
+    let mut c = C::connect(srv.addr());
+    c.reply();
+    c.cmd("EHLO x");
+    c.cmd("MAIL FROM:<a@x>");
+    c.cmd("RCPT TO:<b@y>");
+    c.cmd("DATA");
+    c.send(format!("{}\r\n", "r".repeat(70)).repeat(250).as_bytes()); // 18 kB: one spill
+    wait_until("a file in tmp/", || files(&dir, "tmp").len() == 1);
+    wait_until("the spill job is counted", || {
+        pool_completed(&srv, "disk") == Some(1)
+    });
+    // A bare LF refuses the message at once: its file goes, through a job on "disk".
+    c.send(b"bare\nline\r\n");
+    wait_until("tmp/ empty", || files(&dir, "tmp").is_empty());
+    assert_eq!(pool_completed(&srv, "disk"), Some(2));
+    assert_eq!(code(&c.cmd(".")), "554 5.5.2");
+    // A pool that refuses the job: the client gets 451, not a silent close.
+    srv.on_sched(|| netlistener::scheduler::get_pool("disk").unwrap().shutdown());
+    c.cmd("MAIL FROM:<a@x>");
+    c.cmd("RCPT TO:<b@y>");
+    c.cmd("DATA");
+    let r = c.cmd("x\r\n.");
+    assert!(r.starts_with("451 4.3.0 "), "{r}");
+    assert_eq!(code(&c.cmd("NOOP")), "250 2.0.0");
+    assert!(files(&dir, "new").is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
 }

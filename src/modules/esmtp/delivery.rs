@@ -1,23 +1,45 @@
-//! Message delivery of the ESMTP listener: `discard` and durable Maildir.
+//! Message delivery of the ESMTP listener: `discard` and durable, group-committed Maildir.
 //!
 //! C: the `esmtp` module's spool hooks (`Delivery`, `Maildir`); Maildir as qmail's
-//! `maildir(5)` defines it (write into `tmp/`, then rename into `new/`).
+//! `maildir(5)` defines it (write into `tmp/`, then link into `new/`, never replacing).
 //!
 //! # Summary
-//! [`BodyBuf`] is the engine's [`BodySink`]: it holds at most one spill's worth of body
-//! ([`SPILL`] octets plus one read) and says when the glue should hand it to the disk
-//! ([`BodyBuf::wants_spill`]). The blocking work runs on a pool thread, on a floated session:
-//! [`MaildirWrite::spill`] appends the held bytes to the message's file in `tmp/` (creating
-//! it, with its `Received:` header, on the first spill), and [`MaildirWrite::finish`] writes
-//! the rest, `fsync`s the file, renames it into `new/` and `fsync`s `new/` (shared by
-//! concurrent deliveries to one directory: group commit) before the client gets its `250`.
+//! [`BodyBuf`] is the engine's [`BodySink`]: the glue feeds the engine at most
+//! [`BodyBuf::room`] octets at a time, so it holds at most [`SPILL`] + 511 octets of body,
+//! and it says when the glue should hand them to the disk ([`BodyBuf::wants_spill`]). The
+//! blocking work runs on a pool thread, on a floated session: [`MaildirWrite::spill`]
+//! appends the held bytes to the message's file in `tmp/` (creating it, with its
+//! `Received:` header, on the first spill), and [`MaildirWrite::stage`] writes the rest.
+//!
+//! A staged message is then **group-committed** by its [`Maildir`] ([`commit`]): the pool
+//! thread queues it and returns at once if a commit of that Maildir is in progress, else it
+//! becomes the leader and runs rounds until nothing is queued or pending. A round takes
+//! every queued message and makes their data durable in one step — one `syncfs(2)` of the
+//! Maildir's filesystem (Linux 5.8 and later), else one `fsync` per file — then links each
+//! into `new/` under a fresh name (`link(2)` never replaces an entry; on `EEXIST` another
+//! name is tried) and removes its `tmp/` name once the entry is durable. The `new/` entries
+//! are made durable by the next round's `syncfs` (which commits every inode and directory
+//! of the filesystem, so under load one `syncfs` per round covers one batch's data and the
+//! previous batch's entries), or by one `fsync` of `new/` when nothing else is queued; then
+//! each session is resumed with its own result. A message waiting for its commit holds no
+//! pool thread, so a batch is as large as the number of messages that finished while the
+//! previous round ran, whatever the pool's `Concurrency` (the leader holds one thread: with
+//! `Concurrency = 1` messages are staged only between rounds).
 //!
 //! # Contract
-//! - `BodyBuf` is driven by the engine on the scheduler thread; `MaildirWrite` methods run only
-//!   while the session is floated (one thread at a time touches it).
-//! - After a failure nothing is left in `new/`, and the file in `tmp/` is removed; the body
-//!   still arriving is dropped (not held) and the message is answered `451 4.3.0`.
-//! - Dropping a `MaildirWrite` with a file in `tmp/` (client gone, message refused) removes it.
+//! - `BodyBuf` is driven by the engine on the scheduler thread; `MaildirWrite` methods run
+//!   only while the session is floated (one thread at a time touches it), except
+//!   [`MaildirWrite::discard`], which hands the removal of a `tmp/` file to a pool.
+//! - A message is answered `250` only after its data and its `new/` entry are durable. After
+//!   any failure nothing of it is left in `new/` or `tmp/`, and it is answered `451 4.3.0`;
+//!   the body still arriving is dropped (not held).
+//! - `tmp/`, `new/` and `cur/` are created on the first delivery to a Maildir and after a
+//!   failed one, not checked for every message.
+//! - Before Linux 5.8, `syncfs(2)` does not report writeback errors (it returns 0 even when
+//!   the disk failed, which would acknowledge a lost message), so there, off Linux, and for a
+//!   round of one file, each file is `fsync`ed and `new/` `fsync`ed instead: slower, never
+//!   less durable. A `syncfs` that fails is followed by the same `fsync`s, so only the
+//!   messages whose own `fsync` fails get `451`.
 //!
 //! # Diagnostics
 //! Disk errors are returned as the `451` reason and logged with `log::warn!` (path and errno);
@@ -26,18 +48,26 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::protocol::BodySink;
+use crate::threadpool::{Completion, Job, ThreadPool};
 
-/// Body octets held before the glue floats the session to append them to the file.
-pub const SPILL: usize = 16 * 1024;
+use super::protocol::{BodySink, MAX_COMMAND_LINE};
+
+/// Body octets held before the glue floats the session to append them to the file. With
+/// the 511 octets one feed may add past it, the per-session body buffer stays under the
+/// 16 KiB per session that DESIGN allows, with room for the session's other state.
+pub const SPILL: usize = 12 * 1024;
 
 /// The reason given to the client when a Maildir write fails (after `451 4.3.0`).
 pub const FAILED: &str = "Error: local delivery failed, try again later";
+
+/// Names tried in `tmp/` or `new/` before giving up on `EEXIST`.
+const NAME_TRIES: usize = 8;
 
 /// Where accepted messages go. C: the `Delivery` option.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,8 +78,9 @@ pub enum Delivery {
     Maildir(Arc<Path>),
 }
 
-/// The body of the message being received, bounded: the glue reads at most
-/// [`BodyBuf::room`] octets at a time, so at most [`SPILL`] octets are held.
+/// The body of the message being received, bounded: the glue feeds the engine at most
+/// [`BodyBuf::room`] octets at a time and spills when [`BodyBuf::wants_spill`], so at most
+/// [`SPILL`] + 511 octets are held; the buffer is released after each spill.
 #[derive(Debug, Default)]
 pub struct BodyBuf {
     /// Body bytes not yet written.
@@ -77,8 +108,7 @@ impl BodySink for BodyBuf {
         if self.keep {
             if self.held.capacity() == 0 {
                 // One allocation of the bound, not a doubling that overshoots it.
-                self.held
-                    .reserve_exact(SPILL + super::protocol::MAX_COMMAND_LINE);
+                self.held.reserve_exact(SPILL + MAX_COMMAND_LINE);
             }
             self.held.extend_from_slice(chunk);
         }
@@ -98,17 +128,113 @@ impl BodyBuf {
         self.keep && self.open && self.held.len() >= SPILL
     }
 
-    /// How much the next read may bring in without holding much more than [`SPILL`] octets
-    /// of body (`usize::MAX` when nothing is held: discard, or outside a message). Line ends
-    /// and dot-stuffing only shrink what reaches the sink. Never below one command line, so
-    /// a `BDAT` line between chunks is not read a few octets at a time.
+    /// How many octets of input the glue may feed the engine (and read) next without this
+    /// buffer passing [`SPILL`] + 511 octets: `usize::MAX` when bytes are only counted
+    /// (discard). It applies outside a body too, since one feed may hold `MAIL`, `RCPT`,
+    /// `DATA` and the start of the body. Line ends and dot-stuffing only shrink what reaches
+    /// the sink. Never below one command line, so a feed always makes progress and a `BDAT`
+    /// line between chunks is not read a few octets at a time.
     pub fn room(&self) -> usize {
-        match self.keep && self.open {
-            true => SPILL
-                .saturating_sub(self.held.len())
-                .max(super::protocol::MAX_COMMAND_LINE),
+        match self.keep {
+            true => SPILL.saturating_sub(self.held.len()).max(MAX_COMMAND_LINE),
             false => usize::MAX,
         }
+    }
+
+    /// Forgets the bytes written by a spill and releases the buffer, so a session waiting
+    /// for the rest of its body holds none.
+    pub fn spilled(&mut self) {
+        self.held = Vec::new();
+    }
+}
+
+/// The per-directory state of one Maildir, shared by every session delivering to it.
+#[derive(Debug)]
+pub struct Maildir {
+    path: PathBuf,
+    /// `tmp/`, `new/` and `cur/` were found or created (cleared after a failure).
+    ready: AtomicBool,
+    queue: Mutex<CommitQueue>,
+}
+
+#[derive(Default)]
+struct CommitQueue {
+    waiting: Vec<(Staged, CommitDone)>,
+    leading: bool,
+}
+
+impl std::fmt::Debug for CommitQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommitQueue")
+            .field("waiting", &self.waiting.len())
+            .field("leading", &self.leading)
+            .finish()
+    }
+}
+
+/// How a group commit reports a message's outcome: `Ok(file name in new/)` or
+/// `Err(reason)`. Called once, on the committing thread.
+pub type CommitDone = Box<dyn FnOnce(Result<String, String>) + Send>;
+
+/// A message written to `tmp/` but not yet durable, waiting for its commit.
+pub struct Staged {
+    file: File,
+    tmp: PathBuf,
+    ino: u64,
+    host: Arc<str>,
+}
+
+impl std::fmt::Debug for Staged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Staged").field("tmp", &self.tmp).finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Maildir {
+    /// The shared state of the Maildir at `path` (one per path in the process).
+    pub fn get(path: &Path) -> Arc<Maildir> {
+        static ALL: OnceLock<Mutex<HashMap<PathBuf, Arc<Maildir>>>> = OnceLock::new();
+        let mut all = lock(ALL.get_or_init(Default::default));
+        all.entry(path.to_path_buf())
+            .or_insert_with(|| {
+                Arc::new(Maildir {
+                    path: path.to_path_buf(),
+                    ready: AtomicBool::new(false),
+                    queue: Mutex::new(CommitQueue::default()),
+                })
+            })
+            .clone()
+    }
+
+    /// The Maildir's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creates `tmp/`, `new/` and `cur/` unless a delivery already found them.
+    fn ensure_dirs(&self) -> io::Result<()> {
+        if self.ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if self.path.as_os_str().is_empty() {
+            return Err(io::Error::other(
+                "Delivery = maildir but Maildir is not set",
+            ));
+        }
+        for sub in ["tmp", "new", "cur"] {
+            fs::create_dir_all(self.path.join(sub))?;
+        }
+        self.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// After a failure the directories are checked again by the next delivery.
+    fn suspect(&self) {
+        self.ready.store(false, Ordering::Release);
     }
 }
 
@@ -164,81 +290,77 @@ pub fn delivery_stats() -> DeliveryStats {
     }
 }
 
-/// A unique Maildir file name, `<secs>.P<pid>Q<n>.<host>` (the `maildir(5)` recipe with a
-/// process-wide counter; `/` and `:` in the host are escaped as `\057` and `\072`).
-pub fn unique_name(host: &str) -> String {
-    let secs = SystemTime::now()
+/// A fresh Maildir file name, `<secs>.M<usec>P<pid>[I<ino>]Q<n>.<host>` (the `maildir(5)`
+/// recipe: the time with microseconds, the process, the file's inode when known, a
+/// process-wide counter; `/` and `:` in the host are escaped as `\057` and `\072`). Unique
+/// enough that a collision is rare, not impossible (a restarted process may reuse a PID
+/// and a counter value): the callers create and link with no-replace semantics and retry.
+pub fn unique_name(host: &str, ino: Option<u64>) -> String {
+    let t = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+        .unwrap_or_default();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let host = host.replace('/', "\\057").replace(':', "\\072");
-    format!("{secs}.P{}Q{n}.{host}", std::process::id())
+    let ino = ino.map_or(String::new(), |i| format!("I{i}"));
+    let (secs, usec, pid) = (t.as_secs(), t.subsec_micros(), std::process::id());
+    format!("{secs}.M{usec}P{pid}{ino}Q{n}.{host}")
 }
 
 impl MaildirWrite {
-    /// Appends `held` to the message's file, creating it with `header` first. On error the
-    /// file is removed and [`MaildirWrite::failed`] set.
-    pub fn spill(&mut self, dir: &Path, name: &str, header: &str, held: &[u8]) {
+    /// Appends `held` to the message's file, creating it in `tmp/` with `header` first. On
+    /// error the file is removed and [`MaildirWrite::failed`] set.
+    pub fn spill(&mut self, md: &Maildir, host: &str, header: &str, held: &[u8]) {
         if self.failed {
             return;
         }
-        if let Err(e) = self.append(dir, name, header, held) {
-            log::warn!("ESMTP maildir {}: {e}", dir.display());
+        if let Err(e) = self.append(md, host, header, held) {
+            log::warn!("ESMTP maildir {}: {e}", md.path.display());
+            md.suspect();
             self.fail();
         }
     }
 
-    /// Writes the rest, `fsync`s, renames into `new/` and `fsync`s `new/`. `Ok(name)` is the
-    /// queue id; on `Err` nothing of this message is left in `tmp/` or `new/`.
-    pub fn finish(
+    /// Writes the rest of the message (no `fsync`: that is the commit's) and hands its file
+    /// over for [`commit`]. On `Err` (the reason for the `451`) nothing is left in `tmp/`.
+    pub fn stage(
         &mut self,
-        dir: &Path,
-        name: &str,
+        md: &Maildir,
+        host: &Arc<str>,
         header: &str,
         held: &[u8],
-    ) -> Result<String, String> {
-        self.spill(dir, name, header, held);
-        if self.failed {
-            return Err(FAILED.to_string());
-        }
-        let Some((file, tmp)) = self.file.take() else {
-            return Err(FAILED.to_string());
+    ) -> Result<Staged, String> {
+        self.spill(md, host, header, held);
+        let (file, tmp) = match self.file.take() {
+            Some(f) if !self.failed => f,
+            other => {
+                self.file = other;
+                self.fail();
+                return Err(FAILED.to_string());
+            }
         };
-        let new = dir.join("new").join(name);
-        let r = file
-            .sync_all()
-            .and_then(|_| fs::rename(&tmp, &new))
-            .and_then(|_| group_sync_dir(&dir.join("new")));
-        drop(file);
-        match r {
-            Ok(()) => Ok(name.to_string()),
+        match file.metadata() {
+            Ok(m) => Ok(Staged {
+                file,
+                tmp,
+                ino: m.ino(),
+                host: host.clone(),
+            }),
             Err(e) => {
-                log::warn!("ESMTP maildir {}: {name}: {e}", dir.display());
-                let _ = fs::remove_file(&tmp);
-                let _ = fs::remove_file(&new);
-                self.failed = true;
+                log::warn!("ESMTP maildir {}: fstat: {e}", md.path.display());
+                self.file = Some((file, tmp));
+                self.fail();
                 Err(FAILED.to_string())
             }
         }
     }
 
-    fn append(&mut self, dir: &Path, name: &str, header: &str, held: &[u8]) -> io::Result<()> {
+    fn append(&mut self, md: &Maildir, host: &str, header: &str, held: &[u8]) -> io::Result<()> {
         if self.file.is_none() {
-            if dir.as_os_str().is_empty() {
-                return Err(io::Error::other(
-                    "Delivery = maildir but Maildir is not set",
-                ));
-            }
-            for sub in ["tmp", "new", "cur"] {
-                fs::create_dir_all(dir.join(sub))?;
-            }
-            let tmp = dir.join("tmp").join(name);
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)?;
-            self.file = Some((f.try_clone()?, tmp));
-            f.write_all(header.as_bytes())?;
+            md.ensure_dirs()?;
+            let (mut f, tmp) = create_tmp(&md.path.join("tmp"), host)?;
+            let r = f.write_all(header.as_bytes());
+            self.file = Some((f, tmp));
+            r?;
         }
         if let Some((f, _)) = self.file.as_mut() {
             f.write_all(held)?;
@@ -246,17 +368,37 @@ impl MaildirWrite {
         Ok(())
     }
 
+    /// Removes the message's file from `tmp/` here and now (on a pool thread).
     fn fail(&mut self) {
         self.failed = true;
-        if let Some((_, tmp)) = self.file.take() {
+        if let Some((f, tmp)) = self.file.take() {
+            drop(f);
             let _ = fs::remove_file(tmp);
         }
     }
 
-    /// Forgets the message (after its reply), removing a file left in `tmp/`.
-    pub fn reset(&mut self) {
-        self.fail();
+    /// Forgets the message (after its reply, or when it is refused or abandoned). A file
+    /// left in `tmp/` is removed by a job on `pool`, so the scheduler thread does no disk
+    /// work; inline if there is no pool, it refuses the job, or this is not a scheduler
+    /// thread (a pool thread may block).
+    pub fn discard(&mut self, pool: Option<&ThreadPool>) {
         self.failed = false;
+        let Some((f, tmp)) = self.file.take() else {
+            return;
+        };
+        let remove = move || {
+            drop(f);
+            let _ = fs::remove_file(tmp);
+            Completion::Nothing
+        };
+        match pool.filter(|_| crate::scheduler::is_scheduler_thread()) {
+            None => drop(remove()),
+            Some(pool) => {
+                if let Err(remove) = submit_or_back(pool, remove, |remove| remove()) {
+                    remove();
+                }
+            }
+        }
     }
 
     /// True while a file of the current message exists in `tmp/`.
@@ -266,103 +408,196 @@ impl MaildirWrite {
 }
 
 impl Drop for MaildirWrite {
+    /// A file still in `tmp/` is removed inline: the glue calls
+    /// [`MaildirWrite::discard`] first, so this only runs off the scheduler thread.
     fn drop(&mut self) {
         self.fail();
     }
 }
 
-/// Group commit of directory `fsync`s: deliveries that renamed into `dir` before an `fsync`
-/// of it started are covered by that `fsync` and do not issue their own.
-struct DirSync {
-    /// (renames announced, renames covered by a completed fsync).
-    seq: Mutex<(u64, u64)>,
-    io: Mutex<()>,
+/// Submits `run(value)` to `pool` as a job; `Err(value)` if the pool refuses it (it is shut
+/// down), so the caller can still act on the value.
+pub(super) fn submit_or_back<T: Send + 'static>(
+    pool: &ThreadPool,
+    value: T,
+    run: impl FnOnce(T) -> Completion + Send + 'static,
+) -> Result<(), T> {
+    let slot = Arc::new(Mutex::new(Some(value)));
+    let theirs = Arc::clone(&slot);
+    let job = Job::new(move || match lock(&theirs).take() {
+        Some(v) => run(v),
+        None => Completion::Nothing,
+    });
+    match pool.submit(job) {
+        Ok(()) => Ok(()),
+        Err(job) => {
+            drop(job);
+            let back = lock(&slot).take();
+            back.map_or(Ok(()), Err)
+        }
+    }
 }
 
-fn group_sync_dir(dir: &Path) -> io::Result<()> {
-    static DIRS: OnceLock<Mutex<HashMap<PathBuf, Arc<DirSync>>>> = OnceLock::new();
-    let ds = {
-        let mut m = DIRS
-            .get_or_init(Default::default)
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        m.entry(dir.to_path_buf())
-            .or_insert_with(|| {
-                Arc::new(DirSync {
-                    seq: Mutex::new((0, 0)),
-                    io: Mutex::new(()),
-                })
-            })
-            .clone()
-    };
-    let lock = |m: &Mutex<(u64, u64)>| *m.lock().unwrap_or_else(|p| p.into_inner());
-    // Our rename is complete: announce it. Any fsync that starts after this covers it.
-    let mine = {
-        let mut s = ds.seq.lock().unwrap_or_else(|p| p.into_inner());
-        s.0 += 1;
-        s.0
-    };
-    let _io = ds.io.lock().unwrap_or_else(|p| p.into_inner());
-    if lock(&ds.seq).1 >= mine {
-        return Ok(()); // a concurrent delivery's fsync started after our rename
+/// Creates a new file in `dir` under a fresh name (`O_EXCL`: never an existing one).
+fn create_tmp(dir: &Path, host: &str) -> io::Result<(File, PathBuf)> {
+    let mut last = io::Error::from(io::ErrorKind::AlreadyExists);
+    for _ in 0..NAME_TRIES {
+        let path = dir.join(unique_name(host, None));
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(f) => return Ok((f, path)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = e,
+            Err(e) => return Err(e),
+        }
     }
-    let target = lock(&ds.seq).0;
-    crate::sys::fsync_dir(dir)?;
-    let mut s = ds.seq.lock().unwrap_or_else(|p| p.into_inner());
-    s.1 = s.1.max(target);
-    Ok(())
+    Err(last)
+}
+
+/// Links `tmp` into `new_dir` under the first name from `next_name` that does not exist
+/// there yet (`link(2)` never replaces: `EEXIST` means try another). Returns the name.
+pub fn link_no_replace(
+    tmp: &Path,
+    new_dir: &Path,
+    mut next_name: impl FnMut() -> String,
+) -> io::Result<String> {
+    let mut last = io::Error::from(io::ErrorKind::AlreadyExists);
+    for _ in 0..NAME_TRIES {
+        let name = next_name();
+        match fs::hard_link(tmp, new_dir.join(&name)) {
+            Ok(()) => return Ok(name),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+/// Queues a staged message for the group commit of `md`, leading the commit if none is in
+/// progress (see the module documentation); `done` gets the message's outcome. Runs on a
+/// pool thread; returns at once when another thread leads, else when the queue is empty.
+pub fn commit(md: &Maildir, staged: Staged, done: CommitDone) {
+    {
+        let mut q = lock(&md.queue);
+        q.waiting.push((staged, done));
+        if q.leading {
+            return;
+        }
+        q.leading = true;
+    }
+    // Hand the lead back if a panic unwinds through here, so later deliveries still commit.
+    struct Lead<'a>(&'a Maildir);
+    impl Drop for Lead<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                lock(&self.0.queue).leading = false;
+            }
+        }
+    }
+    let _lead = Lead(md);
+    let mut linked = Vec::new();
+    loop {
+        let batch = {
+            let mut q = lock(&md.queue);
+            if q.waiting.is_empty() && linked.is_empty() {
+                q.leading = false;
+                return;
+            }
+            std::mem::take(&mut q.waiting)
+        };
+        linked = commit_round(md, batch, linked);
+    }
+}
+
+/// A message linked into `new/` whose entry is not yet known to be durable.
+struct Linked {
+    tmp: PathBuf,
+    name: String,
+    done: CommitDone,
+}
+
+/// One round of the group commit: one durable step covers the data of `batch` and the
+/// `new/` entries linked by the previous round (`linked`), which are then answered; the
+/// messages of `batch` are linked into `new/` and returned, to be answered after the next
+/// round's durable step. So under load one `syncfs` per round does both jobs, and a message
+/// is answered after two. A message that fails leaves nothing in `tmp/` or `new/`.
+fn commit_round(
+    md: &Maildir,
+    batch: Vec<(Staged, CommitDone)>,
+    linked: Vec<Linked>,
+) -> Vec<Linked> {
+    let new_dir = md.path.join("new");
+    let (data, entries) = make_durable(md, &batch, !linked.is_empty());
+    for l in linked {
+        let _ = fs::remove_file(&l.tmp);
+        match &entries {
+            Ok(()) => (l.done)(Ok(l.name)),
+            Err(e) => {
+                // Not known durable: it must not stay in new/.
+                let _ = fs::remove_file(new_dir.join(&l.name));
+                (l.done)(Err(failed(md, &l.tmp, e)));
+            }
+        }
+    }
+    let mut next = Vec::with_capacity(batch.len());
+    for ((s, done), synced) in batch.into_iter().zip(data) {
+        let got = synced
+            .and_then(|_| link_no_replace(&s.tmp, &new_dir, || unique_name(&s.host, Some(s.ino))));
+        match got {
+            Ok(name) => next.push(Linked {
+                tmp: s.tmp,
+                name,
+                done,
+            }),
+            Err(e) => {
+                let _ = fs::remove_file(&s.tmp);
+                done(Err(failed(md, &s.tmp, &e)));
+            }
+        }
+    }
+    next
+}
+
+/// Logs a failed message, marks the Maildir for a directory check, and gives the `451`
+/// reason.
+fn failed(md: &Maildir, tmp: &Path, e: &io::Error) -> String {
+    log::warn!(
+        "ESMTP maildir {}: {}: {e}",
+        md.path.display(),
+        tmp.display()
+    );
+    md.suspect();
+    FAILED.to_string()
+}
+
+/// Makes the data of every file of `batch` durable, and the `new/` entries of the previous
+/// round if `entries`: one `syncfs(2)` of the whole filesystem where it reports errors and
+/// covers more than one thing (a `syncfs` commits every inode and directory), else an
+/// `fsync` per file and one of `new/`; the same after a failed `syncfs`, to learn which
+/// files failed. Returns a result per file and one for the entries.
+fn make_durable(
+    md: &Maildir,
+    batch: &[(Staged, CommitDone)],
+    entries: bool,
+) -> (Vec<io::Result<()>>, io::Result<()>) {
+    #[cfg(target_os = "linux")]
+    if batch.len() + usize::from(entries) > 1 && crate::sys::syncfs_reports_errors() {
+        use std::os::fd::AsFd;
+        match File::open(&md.path).and_then(|d| crate::sys::syncfs(d.as_fd())) {
+            Ok(()) => return (batch.iter().map(|_| Ok(())).collect(), Ok(())),
+            Err(e) => log::warn!("ESMTP maildir {}: syncfs: {e}", md.path.display()),
+        }
+    }
+    let data = batch.iter().map(|(s, _)| s.file.sync_all()).collect();
+    let entries = match entries {
+        true => crate::sys::fsync_dir(&md.path.join("new")),
+        false => Ok(()),
+    };
+    (data, entries)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tmpdir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("nl-maildir-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        d
-    }
-
-    #[test]
-    fn spill_then_finish_lands_in_new_only() {
-        let d = tmpdir("ok");
-        let mut w = MaildirWrite::default();
-        let name = unique_name("h/o:st");
-        assert!(name.ends_with(".h\\057o\\072st"), "{name}");
-        w.spill(&d, &name, "Received: x\r\n", b"a\r\n");
-        assert!(w.has_file());
-        let id = w.finish(&d, &name, "ignored", b"b\r\n").unwrap();
-        assert_eq!(id, name);
-        let got = fs::read(d.join("new").join(&name)).unwrap();
-        assert_eq!(got, b"Received: x\r\na\r\nb\r\n");
-        assert_eq!(fs::read_dir(d.join("tmp")).unwrap().count(), 0);
-        let _ = fs::remove_dir_all(&d);
-    }
-
-    #[test]
-    fn failure_leaves_nothing_and_reports() {
-        let base = tmpdir("fail");
-        fs::create_dir_all(&base).unwrap();
-        let file = base.join("plain");
-        fs::write(&file, b"x").unwrap();
-        let d = file.join("Maildir"); // under a regular file: mkdir fails even for root
-        let mut w = MaildirWrite::default();
-        assert_eq!(w.finish(&d, "n", "h", b"body").unwrap_err(), FAILED);
-        assert!(w.failed && !w.has_file());
-        let _ = fs::remove_dir_all(&base);
-    }
-
-    #[test]
-    fn body_buf_bounds_and_abort_releases() {
-        let mut b = BodyBuf {
-            keep: true,
-            ..BodyBuf::default()
-        };
-        b.start();
-        b.data(&vec![b'x'; SPILL]);
-        assert!(b.wants_spill());
-        b.abort();
-        assert_eq!(b.held.capacity(), 0);
-        assert!(!b.wants_spill() && b.aborted);
-    }
-}
+#[path = "delivery_tests.rs"]
+mod tests;

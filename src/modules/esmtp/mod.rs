@@ -13,7 +13,7 @@
 //! - [`module`]: [`conf_setup`] registers `ESMTP_Listener`; sessions share one read buffer
 //!   per scheduler thread and float to a thread pool for Maildir writes;
 //! - [`options`]: the `ESMTP_Listener` options and the per-session snapshot;
-//! - [`delivery`]: `discard` and durable Maildir delivery (group-committed directory fsync).
+//! - [`delivery`]: `discard` and durable Maildir delivery (group commit per Maildir).
 //!
 //! Contract: the engine modules touch no sockets, threads or configuration; only `module`,
 //! `options` and `delivery` do. [`conf_setup`] runs on the scheduler thread before the

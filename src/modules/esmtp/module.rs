@@ -17,25 +17,31 @@
 //!   ([`Next::Flush`]), the rest of the input waits as the tail, and while replies are
 //!   unsent the session waits for `E_WRITE` and reads nothing, so a client that does not
 //!   read cannot make the server buffer more than one read and one batch of replies;
-//! - `Delivery = discard` answers at once; `Delivery = maildir` **floats** the session to its
-//!   `Pool_Name` pool (default `IO`) to append the body in chunks of 16 KiB (reads are
-//!   sized so no more is held) and, at the end of
-//!   the message, to `fsync`, rename into `new/` and `fsync` the directory; the session resumes
-//!   with `E_ASYNC` and only then answers `250` (or `451 4.3.0`).
+//! - `Delivery = discard` answers at once; `Delivery = maildir` **floats** the session to
+//!   its `Pool_Name` pool (default `IO`) to append the body in chunks of [`SPILL`] octets
+//!   (the engine is fed at most [`BodyBuf::room`] octets at a time, so no more is held) and,
+//!   at the end of the message, to write the rest and queue it for the Maildir's **group
+//!   commit** (see the `delivery` module): the pool thread is then free, and the committing
+//!   thread resumes the session with `E_ASYNC` once the message is durable; only then does
+//!   it answer `250` (or `451 4.3.0`);
+//! - a `tmp/` file of a message refused, abandoned or cut off is removed by a job on the
+//!   same pool, not on the scheduler thread.
 //!
 //! # Contract
 //! - [`conf_setup`] runs on the scheduler thread, once per thread, before the configuration is
 //!   loaded (the option slots are kept per thread, so several schedulers may run in a process).
-//! - A floated session is touched by its pool job only; the scheduler never sees it meanwhile.
+//! - A floated session is touched by its pool job, then by the group commit, only; the
+//!   scheduler never sees it meanwhile.
 //! - A session whose generation went stale answers its next MAIL or RSET with `421 4.3.2
 //!   <Reconfig_Message>` (the value of the generation now in force) and closes.
 //!
 //! # Diagnostics
 //! Nothing panics on input. A failed write or read ends the session silently (the peer is
 //! gone); Maildir failures are logged by the `delivery` module and answered `451 4.3.0`; a
-//! pool that refuses the job is logged and the session closed.
+//! pool that refuses a delivery job is logged and the message answered `451 4.3.0`.
 
 use std::cell::{Cell, RefCell};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::event::{Closure, Event, Io, OutBuf, E_ASYNC, E_READ, E_TIMEOUT, E_WRITE};
@@ -43,10 +49,10 @@ use crate::netlistener::{
     common_slots, ec_config_fetch_globalconf, netlistener_register3, netlistener_set_reject_lines,
     touch, AcceptConstruct, NetError,
 };
-use crate::scheduler::{float_event, get_pool, threadpool_submit, FloatedEvent};
-use crate::threadpool::{Completion, Job};
+use crate::scheduler::{float_event, get_pool, FloatedEvent};
+use crate::threadpool::{Completion, ThreadPool};
 
-use super::delivery::{unique_name, BodyBuf, Delivery, MaildirWrite};
+use super::delivery::{self, BodyBuf, Delivery, Maildir, MaildirWrite, Staged, FAILED, SPILL};
 use super::options::{SessionConf, Slots};
 use super::protocol::{Next, Session, OUT_HIGH_WATER};
 use super::received::{received_header, with_keyword, ReceivedInfo};
@@ -96,16 +102,32 @@ pub fn peak_session_buffers() -> usize {
 }
 
 /// The Maildir side of a session (only with `Delivery = maildir`).
-#[derive(Debug)]
 struct Disk {
-    dir: std::sync::Arc<std::path::Path>,
-    host: std::sync::Arc<str>,
-    /// `Pool_Name`, resolved at session start.
-    pool: std::sync::Arc<str>,
+    md: Arc<Maildir>,
+    host: Arc<str>,
+    /// The `Pool_Name` pool, resolved at session start (`None`: no pool is left).
+    pool: Option<Arc<ThreadPool>>,
     write: MaildirWrite,
-    /// The current message's file name and `Received:` header, set at its first float.
-    name: Option<String>,
+    /// The current message's `Received:` header, set at its first float.
     header: Option<String>,
+}
+
+impl std::fmt::Debug for Disk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Disk")
+            .field("maildir", &self.md.path())
+            .field("pool", &self.pool.as_ref().map(|p| p.name()))
+            .field("write", &self.write)
+            .finish()
+    }
+}
+
+impl Drop for Disk {
+    /// A session that ends with a file in `tmp/` (client gone, timeout) hands its removal to
+    /// the pool.
+    fn drop(&mut self) {
+        self.write.discard(self.pool.as_deref());
+    }
 }
 
 /// What the pool job of a floated session does.
@@ -154,11 +176,10 @@ fn esmtp_listener(e: &mut Event, et: i32, closure: &mut Closure, now: Instant) -
     let disk = match conf.delivery {
         Delivery::Discard => None,
         Delivery::Maildir(dir) => Some(Box::new(Disk {
-            dir,
+            md: Maildir::get(&dir),
             host: conf.received_host,
-            pool: pool_name(ac),
+            pool: session_pool(ac),
             write: MaildirWrite::default(),
-            name: None,
             header: None,
         })),
     };
@@ -186,12 +207,14 @@ fn esmtp_listener(e: &mut Event, et: i32, closure: &mut Closure, now: Instant) -
     esmtp_worker(e, et, closure, now)
 }
 
-/// The session's `Pool_Name` (Listen + Peer + Pathway fallback), `IO` if unavailable.
-fn pool_name(ac: &AcceptConstruct) -> std::sync::Arc<str> {
-    match common_slots() {
-        Ok(c) => ac.fetch(c.pool_name).as_str().into(),
-        Err(_) => "IO".into(),
-    }
+/// The session's `Pool_Name` pool (Listen + Peer + Pathway fallback), `IO` when the name is
+/// not a pool.
+fn session_pool(ac: &AcceptConstruct) -> Option<Arc<ThreadPool>> {
+    let name = match common_slots() {
+        Ok(c) => ac.fetch(c.pool_name).as_str().to_string(),
+        Err(_) => "IO".to_string(),
+    };
+    get_pool(&name).or_else(|| get_pool("IO"))
 }
 
 fn esmtp_worker(e: &mut Event, et: i32, closure: &mut Closure, now: Instant) -> i32 {
@@ -255,7 +278,7 @@ fn pump(
 ) -> i32 {
     reply.clear();
     if let Some(result) = s.done.take() {
-        super::delivery::count(Some(result.is_ok()), s.body.total);
+        delivery::count(Some(result.is_ok()), s.body.total);
         s.session.delivery_done(result, reply);
         end_of_message(s);
     }
@@ -329,7 +352,7 @@ fn read_and_feed(
         if reply.len() >= OUT_HIGH_WATER {
             return Stop::Flush;
         }
-        // In a Maildir body, read no more than the spill buffer has room for.
+        // With a Maildir, read no more than the body buffer has room for.
         let end = len.saturating_add(s.body.room()).min(input.len());
         let want = end - *len;
         let stop = match e.read(&mut input[*len..end]) {
@@ -350,9 +373,9 @@ fn read_and_feed(
     Stop::Wait
 }
 
-/// Feeds `input[..len]` to the engine until it needs more input, must deliver to disk, has
-/// replies to flush, or closes; leaves the unconsumed rest at the front of `input`.
-/// `None`: read more.
+/// Feeds `input[..len]` to the engine, in slices of at most [`BodyBuf::room`] octets, until
+/// it needs more input, must deliver to disk, has replies to flush, or closes; leaves the
+/// unconsumed rest at the front of `input`. `None`: read more.
 fn feed_all(
     ac: &AcceptConstruct,
     s: &mut SmtpSess,
@@ -360,27 +383,29 @@ fn feed_all(
     len: &mut usize,
     reply: &mut Vec<u8>,
 ) -> Option<Stop> {
-    let mut start = 0;
+    let mut start = 0usize;
     let stop = loop {
-        let f = s.session.feed(&input[start..*len], reply, &mut s.body);
+        let end = start.saturating_add(s.body.room()).min(*len);
+        let f = s.session.feed(&input[start..end], reply, &mut s.body);
         start += f.consumed;
         if s.body.aborted {
             s.body.aborted = false;
             if let Some(d) = s.disk.as_deref_mut() {
-                // A refused body that already spilled: one unlink, then forget it.
-                d.write.reset();
-                d.name = None;
+                // A refused body that already spilled: its file goes, off this thread.
+                d.write.discard(d.pool.as_deref());
                 d.header = None;
             }
         }
         match f.next {
             Next::Read if s.body.wants_spill() => break Some(Stop::Float(Work::Spill)),
+            // A slice is at least one command line, so the engine always consumed some.
+            Next::Read if end < *len && f.consumed > 0 => continue,
             Next::Read => break None,
             Next::Flush => break Some(Stop::Flush),
             Next::Close => break Some(Stop::Close),
             Next::Deliver => match s.disk.as_deref_mut() {
                 None => {
-                    super::delivery::count(None, s.body.total);
+                    delivery::count(None, s.body.total);
                     s.session.delivery_done(Ok(discard_id(ac)), reply);
                     end_of_message(s);
                 }
@@ -410,9 +435,10 @@ fn discard_id(ac: &AcceptConstruct) -> String {
     format!("{:X}.{n:X}", ac.conn_id)
 }
 
-/// Names the message's file and builds its `Received:` header (at its first float).
+/// Builds the message's `Received:` header (at its first float; the file is named on the
+/// pool thread when it is created).
 fn prepare(d: &mut Disk, ac: &AcceptConstruct, session: &Session) {
-    if d.name.is_some() {
+    if d.header.is_some() {
         return;
     }
     let (helo, _, rcpts) = session.envelope();
@@ -430,7 +456,6 @@ fn prepare(d: &mut Disk, ac: &AcceptConstruct, session: &Session) {
         time: SystemTime::now(),
     };
     d.header = Some(received_header(&info));
-    d.name = Some(unique_name(&d.host));
 }
 
 /// Forgets the delivered (or failed) message and releases its buffer.
@@ -439,8 +464,7 @@ fn end_of_message(s: &mut SmtpSess) {
     s.body.open = false;
     s.body.keep = s.disk.is_some();
     if let Some(d) = s.disk.as_deref_mut() {
-        d.write.reset();
-        d.name = None;
+        d.write.discard(d.pool.as_deref());
         d.header = None;
     }
 }
@@ -465,53 +489,99 @@ fn finish_close(e: &mut Event, s: &mut SmtpSess) -> i32 {
     }
 }
 
+/// The session state inside a floated session's `AcceptConstruct`.
+fn session_of(fe: &mut FloatedEvent) -> Option<&mut SmtpSess> {
+    fe.closure_mut::<AcceptConstruct>()
+        .closure_mut::<SmtpSess>()
+}
+
 /// Runs on the scheduler thread once the session left the poller: hands it to its pool.
 fn float_handoff(mut fe: FloatedEvent) {
-    let pool = {
-        let ac = fe.closure_mut::<AcceptConstruct>();
-        let name = ac
-            .closure_mut::<SmtpSess>()
-            .and_then(|s| s.disk.as_ref().map(|d| d.pool.clone()));
-        match name.filter(|n| get_pool(n).is_some()) {
-            Some(n) => n,
-            None => "IO".into(),
-        }
+    let pool = session_of(&mut fe).and_then(|s| s.disk.as_ref().and_then(|d| d.pool.clone()));
+    let refused = match pool {
+        Some(pool) => delivery::submit_or_back(&pool, fe, disk_work).err(),
+        None => Some(fe),
     };
-    let job = Job::new(move || {
-        disk_work(&mut fe);
-        Completion::Resume(fe, E_READ)
-    });
-    if threadpool_submit(&pool, job).is_err() {
-        // The job (and the session in it) is dropped: its fd closes, its tmp file goes.
-        log::warn!("ESMTP_Listener: pool {pool} refused a delivery job; session closed");
+    if let Some(fe) = refused {
+        refuse(fe);
     }
+}
+
+/// The pool refused the job (it is shut down): the message is answered `451 4.3.0` rather
+/// than the session closed without a word.
+fn refuse(mut fe: FloatedEvent) {
+    log::warn!("ESMTP_Listener: no pool took a delivery job; answering 451");
+    if let Some(s) = session_of(&mut fe) {
+        match s.work.take() {
+            Some(Work::Finish) => s.done = Some(Err(FAILED.to_string())),
+            _ => {
+                // The spill did not happen: stop holding, the message ends in 451.
+                if let Some(d) = s.disk.as_deref_mut() {
+                    d.write.failed = true;
+                }
+                s.body.spilled();
+                s.body.keep = false;
+            }
+        }
+    }
+    fe.resume(E_READ);
+}
+
+/// What a pool job does after its disk work.
+enum After {
+    Resume,
+    Commit(Arc<Maildir>, Staged),
 }
 
 /// The blocking part, on a pool thread, with the session floated (no other thread sees it).
-fn disk_work(fe: &mut FloatedEvent) {
-    let ac = fe.closure_mut::<AcceptConstruct>();
-    let Some(s) = ac.closure_mut::<SmtpSess>() else {
-        return;
-    };
-    let (Some(work), Some(d)) = (s.work.take(), s.disk.as_deref_mut()) else {
-        return;
-    };
-    let name = d.name.as_deref().unwrap_or("unnamed");
-    let header = d.header.as_deref().unwrap_or("");
-    match work {
-        Work::Spill => {
-            d.write.spill(&d.dir, name, header, &s.body.held);
-            s.body.held.clear();
-            // After a failure keep counting, stop holding: the message ends in 451 anyway.
-            s.body.keep = !d.write.failed;
-        }
-        Work::Finish => {
-            s.done = Some(d.write.finish(&d.dir, name, header, &s.body.held));
-            s.body.held = Vec::new();
+/// A finished message goes to its Maildir's group commit, which resumes the session.
+fn disk_work(mut fe: FloatedEvent) -> Completion {
+    let after = session_of(&mut fe).map_or(After::Resume, work);
+    match after {
+        After::Resume => Completion::Resume(fe, E_READ),
+        After::Commit(md, staged) => {
+            delivery::commit(&md, staged, Box::new(move |r| resume_with(fe, r)));
+            Completion::Nothing
         }
     }
 }
 
+fn work(s: &mut SmtpSess) -> After {
+    let (Some(work), Some(d)) = (s.work.take(), s.disk.as_deref_mut()) else {
+        return After::Resume;
+    };
+    let header = d.header.as_deref().unwrap_or("");
+    match work {
+        Work::Spill => {
+            d.write.spill(&d.md, &d.host, header, &s.body.held);
+            s.body.spilled();
+            // After a failure keep counting, stop holding: the message ends in 451 anyway.
+            s.body.keep = !d.write.failed;
+            After::Resume
+        }
+        Work::Finish => {
+            let staged = d.write.stage(&d.md, &d.host, header, &s.body.held);
+            s.body.held = Vec::new();
+            match staged {
+                Ok(staged) => After::Commit(d.md.clone(), staged),
+                Err(why) => {
+                    s.done = Some(Err(why));
+                    After::Resume
+                }
+            }
+        }
+    }
+}
+
+/// Called by the group commit (any thread): records the outcome and resumes the session.
+fn resume_with(mut fe: FloatedEvent, result: Result<String, String>) {
+    if let Some(s) = session_of(&mut fe) {
+        s.done = Some(result);
+    }
+    fe.resume(E_READ);
+}
+
+const _: () = assert!(SPILL < OUT_HIGH_WATER);
 #[cfg(test)]
 mod tests {
     use super::*;
