@@ -902,7 +902,7 @@ fn python_smtplib_messages_arrive_byte_for_byte() {
         .arg(&script)
         .arg(addr.ip().to_string())
         .arg(addr.port().to_string())
-        .arg(&sent)
+        .arg(sent.as_path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -259,11 +259,34 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("timed out waiting for: {what}");
 }
 
-pub fn tempdir(tag: &str) -> std::path::PathBuf {
+pub fn tempdir(tag: &str) -> TempDir {
     let d = std::env::temp_dir().join(
         format!("nl-test-{tag}-{}-{:?}", std::process::id(), Instant::now())
             .replace([' ', ':', '.'], "_"),
     );
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TempDir(d)
+}
+
+/// A directory under the system temp dir, removed with everything in it when dropped (also
+/// when the test fails). Derefs to its path.
+pub struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::PathBuf;
+    fn deref(&self) -> &std::path::PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
