@@ -631,8 +631,19 @@ pub fn accept(listen_fd: RawFd) -> io::Result<(OwnedFd, Option<SocketAddr>)> {
     let fd = cvt(unsafe { libc::accept(listen_fd, storage, &mut ra.len) })?;
     // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    set_cloexec(fd.as_raw_fd())?;
-    set_nonblocking(fd.as_raw_fd(), true)?;
+    // Without accept4 the flags take two more calls each (accept4 set them atomically).
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    )))]
+    {
+        set_cloexec(fd.as_raw_fd())?;
+        set_nonblocking(fd.as_raw_fd(), true)?;
+    }
     Ok((fd, ra.to_inet()))
 }
 

@@ -17,11 +17,13 @@
 //! every queued message and makes their data durable in one step — one `syncfs(2)` of the
 //! Maildir's filesystem (Linux 5.8 and later), else one `fsync` per file — then links each
 //! into `new/` under a fresh name (`link(2)` never replaces an entry; on `EEXIST` another
-//! name is tried) and removes its `tmp/` name once the entry is durable. The `new/` entries
-//! are made durable by the next round's `syncfs` (which commits every inode and directory
-//! of the filesystem, so under load one `syncfs` per round covers one batch's data and the
-//! previous batch's entries), or by one `fsync` of `new/` when nothing else is queued; then
-//! each session is resumed with its own result. A message waiting for its commit holds no
+//! name is tried), makes the new entries durable with one `fsync` of `new/`, resumes each
+//! session with its own result, and only then removes the `tmp/` names (a crash before that
+//! leaves a second name of a delivered message in `tmp/`, which Maildir readers clean up;
+//! never a message in `new/` that was not acknowledged as durable). So a message is answered
+//! after one round: one `syncfs` and one `fsync` of `new/` whatever the batch size. The
+//! order matters: linking before the data is durable could leave an empty or truncated
+//! file in `new/` after a crash. A message waiting for its commit holds no
 //! pool thread, so a batch is as large as the number of messages that finished while the
 //! previous round ran, whatever the pool's `Concurrency` (the leader holds one thread: with
 //! `Concurrency = 1` messages are staged only between rounds).
@@ -497,17 +499,16 @@ pub fn commit(md: &Maildir, staged: Staged, done: CommitDone) {
         }
     }
     let _lead = Lead(md);
-    let mut linked = Vec::new();
     loop {
         let batch = {
             let mut q = lock(&md.queue);
-            if q.waiting.is_empty() && linked.is_empty() {
+            if q.waiting.is_empty() {
                 q.leading = false;
                 return;
             }
             std::mem::take(&mut q.waiting)
         };
-        linked = commit_round(md, batch, linked);
+        commit_round(md, batch);
     }
 }
 
@@ -518,35 +519,18 @@ struct Linked {
     done: CommitDone,
 }
 
-/// One round of the group commit: one durable step covers the data of `batch` and the
-/// `new/` entries linked by the previous round (`linked`), which are then answered; the
-/// messages of `batch` are linked into `new/` and returned, to be answered after the next
-/// round's durable step. So under load one `syncfs` per round does both jobs, and a message
-/// is answered after two. A message that fails leaves nothing in `tmp/` or `new/`.
-fn commit_round(
-    md: &Maildir,
-    batch: Vec<(Staged, CommitDone)>,
-    linked: Vec<Linked>,
-) -> Vec<Linked> {
+/// One round of the group commit: the data of every message of `batch` is made durable in
+/// one step, each is linked into `new/`, one `fsync` of `new/` makes the entries durable, and
+/// each message is answered. A message that fails leaves nothing in `tmp/` or `new/`.
+fn commit_round(md: &Maildir, batch: Vec<(Staged, CommitDone)>) {
     let new_dir = md.path.join("new");
-    let (data, entries) = make_durable(md, &batch, !linked.is_empty());
-    for l in linked {
-        let _ = fs::remove_file(&l.tmp);
-        match &entries {
-            Ok(()) => (l.done)(Ok(l.name)),
-            Err(e) => {
-                // Not known durable: it must not stay in new/.
-                let _ = fs::remove_file(new_dir.join(&l.name));
-                (l.done)(Err(failed(md, &l.tmp, e)));
-            }
-        }
-    }
-    let mut next = Vec::with_capacity(batch.len());
+    let data = make_durable(md, &batch);
+    let mut linked = Vec::with_capacity(batch.len());
     for ((s, done), synced) in batch.into_iter().zip(data) {
         let got = synced
             .and_then(|_| link_no_replace(&s.tmp, &new_dir, || unique_name(&s.host, Some(s.ino))));
         match got {
-            Ok(name) => next.push(Linked {
+            Ok(name) => linked.push(Linked {
                 tmp: s.tmp,
                 name,
                 done,
@@ -557,7 +541,27 @@ fn commit_round(
             }
         }
     }
-    next
+    if linked.is_empty() {
+        return;
+    }
+    let entries = crate::sys::fsync_dir(&new_dir);
+    let mut tmp_names = Vec::with_capacity(linked.len());
+    for l in linked {
+        match &entries {
+            Ok(()) => (l.done)(Ok(l.name)),
+            Err(e) => {
+                // Not known durable: it must not stay in new/.
+                let _ = fs::remove_file(new_dir.join(&l.name));
+                (l.done)(Err(failed(md, &l.tmp, e)));
+            }
+        }
+        tmp_names.push(l.tmp);
+    }
+    // After the answers: removing a name is slow on some filesystems, and a crash before it
+    // only leaves a second name of a delivered message in tmp/.
+    for t in tmp_names {
+        let _ = fs::remove_file(t);
+    }
 }
 
 /// Logs a failed message, marks the Maildir for a directory check, and gives the `451`
@@ -572,30 +576,21 @@ fn failed(md: &Maildir, tmp: &Path, e: &io::Error) -> String {
     FAILED.to_string()
 }
 
-/// Makes the data of every file of `batch` durable, and the `new/` entries of the previous
-/// round if `entries`: one `syncfs(2)` of the whole filesystem where it reports errors and
-/// covers more than one thing (a `syncfs` commits every inode and directory), else an
-/// `fsync` per file and one of `new/`; the same after a failed `syncfs`, to learn which
-/// files failed. Returns a result per file and one for the entries.
-fn make_durable(
-    md: &Maildir,
-    batch: &[(Staged, CommitDone)],
-    entries: bool,
-) -> (Vec<io::Result<()>>, io::Result<()>) {
+/// Makes the data of every file of `batch` durable: one `syncfs(2)` of the whole filesystem
+/// where it reports errors and the batch holds more than one file, else an `fsync` per file;
+/// the same after a failed `syncfs`, to learn which files failed. Returns a result per file.
+fn make_durable(md: &Maildir, batch: &[(Staged, CommitDone)]) -> Vec<io::Result<()>> {
     #[cfg(target_os = "linux")]
-    if batch.len() + usize::from(entries) > 1 && crate::sys::syncfs_reports_errors() {
+    if batch.len() > 1 && crate::sys::syncfs_reports_errors() {
         use std::os::fd::AsFd;
         match File::open(&md.path).and_then(|d| crate::sys::syncfs(d.as_fd())) {
-            Ok(()) => return (batch.iter().map(|_| Ok(())).collect(), Ok(())),
+            Ok(()) => return batch.iter().map(|_| Ok(())).collect(),
             Err(e) => log::warn!("ESMTP maildir {}: syncfs: {e}", md.path.display()),
         }
     }
-    let data = batch.iter().map(|(s, _)| s.file.sync_all()).collect();
-    let entries = match entries {
-        true => crate::sys::fsync_dir(&md.path.join("new")),
-        false => Ok(()),
-    };
-    (data, entries)
+    #[cfg(not(target_os = "linux"))]
+    let _ = md;
+    batch.iter().map(|(s, _)| s.file.sync_all()).collect()
 }
 
 #[cfg(test)]

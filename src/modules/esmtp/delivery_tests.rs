@@ -31,7 +31,7 @@ fn staged(md: &Maildir, host: &str, body: &[u8]) -> Staged {
     s.unwrap()
 }
 
-/// Runs group-commit rounds on `batch` until every message is answered; the outcomes in
+/// Runs one group-commit round on `batch`, which answers every message; the outcomes in
 /// batch order.
 fn commit_now(md: &Maildir, batch: Vec<Staged>) -> Vec<Result<String, String>> {
     let (tx, rx) = mpsc::channel();
@@ -44,8 +44,7 @@ fn commit_now(md: &Maildir, batch: Vec<Staged>) -> Vec<Result<String, String>> {
             (s, done)
         })
         .collect();
-    let linked = commit_round(md, batch, Vec::new());
-    assert!(commit_round(md, Vec::new(), linked).is_empty());
+    commit_round(md, batch);
     drop(tx);
     let mut got: Vec<_> = rx.iter().collect();
     got.sort_by_key(|(i, _)| *i);

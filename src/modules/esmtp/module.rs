@@ -476,12 +476,20 @@ fn finish_close(e: &mut Event, s: &mut SmtpSess) -> i32 {
     match s.out.flush(e) {
         Ok(true) => {
             let mut sink = [0u8; 1024];
+            let mut peer_gone = false;
             for _ in 0..4 {
-                if !matches!(e.read(&mut sink), Io::Done(_)) {
-                    break;
+                match e.read(&mut sink) {
+                    Io::Done(_) => {}
+                    Io::Wait(_) => break,
+                    Io::Closed | Io::Err(_) => {
+                        peer_gone = true; // nothing left to half-close for
+                        break;
+                    }
                 }
             }
-            crate::sys::shutdown_write(e.fd());
+            if !peer_gone {
+                crate::sys::shutdown_write(e.fd());
+            }
             0
         }
         Ok(false) => E_WRITE,
