@@ -602,49 +602,54 @@ pub fn peer_addr(fd: RawFd) -> io::Result<Option<SocketAddr>> {
 pub fn accept(listen_fd: RawFd) -> io::Result<(OwnedFd, Option<SocketAddr>)> {
     let mut ra = RawAddr::zeroed();
     let storage = (&mut ra.storage as *mut libc::sockaddr_storage).cast();
-    #[cfg(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    ))]
-    // SAFETY: `storage`/`ra.len` are valid for writes; on success we own the returned fd.
-    let fd = cvt(unsafe {
-        libc::accept4(
-            listen_fd,
-            storage,
-            &mut ra.len,
-            libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-        )
-    })?;
-    #[cfg(not(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    )))]
-    // SAFETY: as above.
-    let fd = cvt(unsafe { libc::accept(listen_fd, storage, &mut ra.len) })?;
-    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // Without accept4 the flags take two more calls each (accept4 set them atomically).
-    #[cfg(not(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd",
-        target_os = "dragonfly"
-    )))]
-    {
-        set_cloexec(fd.as_raw_fd())?;
-        set_nonblocking(fd.as_raw_fd(), true)?;
-    }
+    let fd = accept_flagged(listen_fd, storage, &mut ra.len)?;
     Ok((fd, ra.to_inet()))
+}
+
+/// `accept4(2)` with `SOCK_CLOEXEC | SOCK_NONBLOCK`: the flags are set atomically, with no
+/// further call.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
+fn accept_flagged(
+    listen_fd: RawFd,
+    storage: *mut libc::sockaddr,
+    len: &mut libc::socklen_t,
+) -> io::Result<OwnedFd> {
+    let flags = libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+    // SAFETY: `storage`/`len` are valid for writes (the caller's RawAddr); on success the
+    // returned fd is new and owned by nobody else.
+    let fd = cvt(unsafe { libc::accept4(listen_fd, storage, len, flags) })?;
+    // SAFETY: as above.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `accept(2)`, then `FD_CLOEXEC` and `O_NONBLOCK` by `fcntl` (no `accept4` here, e.g. macOS).
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+)))]
+fn accept_flagged(
+    listen_fd: RawFd,
+    storage: *mut libc::sockaddr,
+    len: &mut libc::socklen_t,
+) -> io::Result<OwnedFd> {
+    // SAFETY: as in the accept4 variant.
+    let fd = cvt(unsafe { libc::accept(listen_fd, storage, len) })?;
+    // SAFETY: as above.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    set_cloexec(fd.as_raw_fd())?;
+    set_nonblocking(fd.as_raw_fd(), true)?;
+    Ok(fd)
 }
 
 /// What a connection attempt says about an existing Unix socket file.

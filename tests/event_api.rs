@@ -14,8 +14,11 @@ use netlistener::event::{Closure, Event, EventId, Io, E_ASYNC, E_READ, E_TIMEOUT
 use netlistener::scheduler::*;
 use netlistener::threadpool::{Completion, Job};
 
+#[path = "util/deadline.rs"]
+mod deadline;
+use deadline::{accept_within, run_with_deadline, wait_within};
+
 thread_local! {
-    static TIMED_OUT: Cell<bool> = const { Cell::new(false) };
     static LOG: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -26,23 +29,6 @@ fn notes() -> Vec<String> {
     LOG.with(|l| l.borrow().clone())
 }
 
-fn watchdog_cb(_e: &mut Event, _et: i32, _c: &mut Closure, _now: Instant) -> i32 {
-    TIMED_OUT.with(|t| t.set(true));
-    stop_scheduler();
-    0
-}
-
-/// Runs the loop with a deadline; fails the test if the deadline is what stopped it.
-fn run_with_deadline(s: &Scheduler, secs: u64) {
-    let w = schedule_timer(Duration::from_secs(secs), watchdog_cb, Box::new(()));
-    s.run();
-    clear_timed_event(w);
-    assert!(
-        !TIMED_OUT.with(|t| t.get()),
-        "the test hit its {secs}s deadline"
-    );
-}
-
 fn stop_cb(_e: &mut Event, _et: i32, _c: &mut Closure, _now: Instant) -> i32 {
     stop_scheduler();
     0
@@ -50,25 +36,6 @@ fn stop_cb(_e: &mut Event, _et: i32, _c: &mut Closure, _now: Instant) -> i32 {
 
 fn owned(s: impl Into<OwnedFd>) -> OwnedFd {
     s.into()
-}
-
-/// Accepts one connection, failing the test after `limit` instead of blocking.
-fn accept_within(l: &TcpListener, limit: Duration) -> TcpStream {
-    l.set_nonblocking(true).unwrap();
-    let end = Instant::now() + limit;
-    loop {
-        match l.accept() {
-            Ok((c, _)) => {
-                c.set_nonblocking(false).unwrap();
-                return c;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                assert!(Instant::now() < end, "no connection within {limit:?}");
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(e) => panic!("accept: {e}"),
-        }
-    }
 }
 
 /// The peer end must see the close: EOF, or a reset when data was left unread.
@@ -1171,20 +1138,6 @@ fn at_most_1024_timers_fire_per_iteration_by_default() {
 }
 
 // --- 10,000 idle connections: one heap entry each, however often they are touched -------
-
-/// Waits for `child` to exit, killing it after `limit`.
-fn wait_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if let Some(st) = child.try_wait().unwrap() {
-            return Some(st);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
-}
 
 // --- examples/echo_server ----------------------------------------------------------------------
 

@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 use netlistener::event::{Closure, Event, Io, E_READ, E_TIMEOUT};
 use netlistener::scheduler::*;
 
+#[path = "util/deadline.rs"]
+mod deadline;
+use deadline::{accept_within, run_with_deadline, wait_within};
+
 /// Long enough that no connection is reaped even when connecting 10,000 of them is slow on a
 /// loaded machine: this test is about the heap's size, not about reaping.
 const IDLE: Duration = Duration::from_secs(600);
@@ -30,7 +34,6 @@ struct Idle {
 thread_local! {
     static TOUCHES: Cell<u64> = const { Cell::new(0) };
     static TOUCH_TARGET: Cell<u64> = const { Cell::new(0) };
-    static TIMED_OUT: Cell<bool> = const { Cell::new(false) };
 }
 
 fn main() -> ExitCode {
@@ -73,46 +76,10 @@ fn idle_worker(e: &mut Event, et: i32, c: &mut Closure, now: Instant) -> i32 {
     }
 }
 
-fn watchdog_cb(_e: &mut Event, _et: i32, _c: &mut Closure, _now: Instant) -> i32 {
-    TIMED_OUT.with(|t| t.set(true));
-    stop_scheduler();
-    0
-}
-
-/// Runs the loop with a deadline; fails the test if the deadline is what stopped it.
-fn run_with_deadline(s: &Scheduler, secs: u64) {
-    let w = schedule_timer(Duration::from_secs(secs), watchdog_cb, Box::new(()));
-    s.run();
-    clear_timed_event(w);
-    assert!(
-        !TIMED_OUT.with(|t| t.get()),
-        "the test hit its {secs}s deadline"
-    );
-}
-
 fn raise_nofile(want: u64) {
     let (soft, hard) = netlistener::sys::nofile_limit().unwrap();
     if soft < want {
         netlistener::sys::set_nofile_limit(want.min(hard), hard).unwrap();
-    }
-}
-
-/// Accepts one connection, failing the test after `limit` instead of blocking.
-fn accept_within(l: &TcpListener, limit: Duration) -> TcpStream {
-    l.set_nonblocking(true).unwrap();
-    let end = Instant::now() + limit;
-    loop {
-        match l.accept() {
-            Ok((c, _)) => {
-                c.set_nonblocking(false).unwrap();
-                return c;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                assert!(Instant::now() < end, "no connection within {limit:?}");
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(e) => panic!("accept: {e}"),
-        }
     }
 }
 
@@ -155,20 +122,6 @@ fn spawn_idle_clients(ctl: SocketAddr, data: SocketAddr) -> Child {
         .stdout(Stdio::null())
         .spawn()
         .expect("the test binary runs again as the client process")
-}
-
-/// Waits for `child` to exit, killing it after `limit`.
-fn wait_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if let Some(st) = child.try_wait().unwrap() {
-            return Some(st);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
 }
 
 /// Kills the client process if the test fails half-way (a panic unwinds through this).
