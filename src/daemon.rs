@@ -101,7 +101,6 @@ struct Slots {
 
 struct DaemonState {
     slots: Slots,
-    config_path: PathBuf,
     started: Instant,
     cli_log_level: bool,
     draining: Option<Instant>,
@@ -285,7 +284,6 @@ fn run(args: &Args, modules: &[ModuleDef]) -> u8 {
     STATE.with(|s| {
         *s.borrow_mut() = Some(DaemonState {
             slots,
-            config_path: path.clone(),
             started: Instant::now(),
             cli_log_level: args.log_level.is_some(),
             draining: None,
@@ -313,10 +311,6 @@ fn run(args: &Args, modules: &[ModuleDef]) -> u8 {
 /// are logged by the store; with `--check` (no logger) they are printed here.
 fn load(path: &Path, check: bool) -> Option<Arc<crate::config::ConfigStore>> {
     let name = daemon_info().name;
-    if let Err(e) = check_conf_files(path) {
-        eprintln!("{name}: {e}");
-        return None;
-    }
     match nl::netlistener_load_config(path) {
         Ok(store) => {
             if check {
@@ -334,28 +328,6 @@ fn load(path: &Path, check: bool) -> Option<Arc<crate::config::ConfigStore>> {
             eprintln!("{name}: {}: {n} configuration error(s)", path.display());
             None
         }
-    }
-}
-
-/// A `-c` directory must hold at least one configuration file (the loader's rule: `*.conf`,
-/// dotfiles skipped); an empty one would start, or reload into, a daemon with no Listens.
-/// Unreadable paths are left to the loader, which names the error.
-fn check_conf_files(path: &Path) -> Result<(), String> {
-    let Ok(dir) = std::fs::read_dir(path) else {
-        return Ok(());
-    };
-    let found = dir.filter_map(Result::ok).any(|e| {
-        let n = e.file_name();
-        let n = n.to_string_lossy();
-        !n.starts_with('.') && n.ends_with(".conf") && e.path().is_file()
-    });
-    if found {
-        Ok(())
-    } else {
-        Err(format!(
-            "no configuration files in {} (a directory needs *.conf files)",
-            path.display()
-        ))
     }
 }
 
@@ -549,14 +521,6 @@ pub fn reload() -> Result<String, String> {
         return Err(RELOAD_REFUSED_SHUTDOWN.to_string());
     }
     let store = nl::netlistener_config().map_err(|e| e.to_string())?;
-    let path = STATE.with(|s| s.borrow().as_ref().map(|d| d.config_path.clone()));
-    if let Some(Err(e)) = path.as_deref().map(check_conf_files) {
-        log::error!("reload refused: {e}");
-        let n = store.current().number();
-        return Err(format!(
-            "reload refused; generation {n} keeps serving:\n{e}"
-        ));
-    }
     match store.reload() {
         Ok(gen) => {
             let changes = apply_generation(&gen);
@@ -733,23 +697,5 @@ mod tests {
              warning: Echo_Listener Listen \"127.0.0.1:4\": failed: bind: x (errno 98)\n"
         );
         assert_eq!(listen_changes(&before, &before), "");
-    }
-
-    #[test]
-    fn a_directory_without_conf_files_is_an_error() {
-        let d = std::env::temp_dir().join(format!("nl-daemon-unit-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("notes.txt"), "x").unwrap();
-        std::fs::write(d.join(".hidden.conf"), "x").unwrap();
-        let e = check_conf_files(&d).unwrap_err();
-        assert!(e.starts_with("no configuration files in "), "{e}");
-        std::fs::write(d.join("10.conf"), "").unwrap();
-        assert_eq!(check_conf_files(&d), Ok(()));
-        assert_eq!(
-            check_conf_files(&d.join("10.conf")),
-            Ok(()),
-            "a file is fine"
-        );
-        std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -1588,7 +1588,8 @@ fn configuration_directory_without_conf_files_is_an_error() {
         assert_eq!(
             String::from_utf8_lossy(&o.stderr),
             format!(
-                "netlistenerd: no configuration files in {conf} (a directory needs *.conf files)\n"
+                "{conf}: no configuration files (a directory needs *.conf files)\n\
+                 netlistenerd: {conf}: 1 configuration error(s)\n"
             )
         );
     }
@@ -1601,7 +1602,7 @@ fn configuration_directory_without_conf_files_is_an_error() {
         r.stderr,
         format!(
             "reload refused; generation 1 keeps serving:\n\
-             no configuration files in {conf} (a directory needs *.conf files)\n"
+             {conf}: no configuration files (a directory needs *.conf files)\n"
         )
     );
     echo_once(echo, b"still serving");

@@ -3,7 +3,8 @@
 //! Reading configuration files: INI parsing, per-line indexing and option validation.
 //!
 //! A path is a file, or a directory whose `*.conf` files are read in lexical order of their
-//! names (dotfiles and directories skipped). Each file is indexed line by line here, because
+//! names (dotfiles, directories and names that are not UTF-8 skipped); a directory with no
+//! such file is an error, at load and at reload alike. Each file is indexed line by line here, because
 //! `rust-ini` keeps no line numbers, and the values are parsed by `rust-ini` (quotes and
 //! escapes off, so values arrive as written, minus inline comments).
 //!
@@ -33,8 +34,9 @@
 //!   bad header's options are skipped (not reported one by one).
 //!
 //! Diagnostics: every problem is appended to the caller's `Vec<ConfigError>`, each with
-//! `path:line` (line 0 only for a file that cannot be read at all, and for the internal error
-//! above, which the fuzz test below shows does not happen); overrides are logged with
+//! `path:line` (line 0 only for a file or directory that cannot be read at all, a directory
+//! without configuration files, and the internal error above, which the fuzz test below
+//! shows does not happen); overrides are logged with
 //! `log::info!`, as `path:line: [section] option: overrides the value from path:line`.
 
 use std::collections::hash_map::Entry as MapEntry;
@@ -69,7 +71,8 @@ fn file_err(path: &str, line: usize, section: &str, reason: String) -> ConfigErr
 
 /// Reads a file, or a directory's `*.conf` files in lexical order. A file that cannot be read
 /// (or is not UTF-8) gives an error, and the other files are still returned and loaded; an
-/// unreadable file is returned empty, so that errors still sort in file order.
+/// unreadable file is returned empty, so that errors still sort in file order. A directory
+/// without any entry [`conf_files`] picks is an error (`dir: no configuration files …`).
 pub(crate) fn read_path(path: &Path) -> (Vec<SourceFile>, Vec<ConfigError>) {
     let shown = path.display().to_string();
     let mut errors = Vec::new();
@@ -85,6 +88,12 @@ pub(crate) fn read_path(path: &Path) -> (Vec<SourceFile>, Vec<ConfigError>) {
         return (vec![file], errors);
     }
     match conf_files(path) {
+        // An empty directory would start, or reload into, a configuration without Listens.
+        Ok(paths) if paths.is_empty() => {
+            let why = "no configuration files (a directory needs *.conf files)".to_string();
+            errors.push(file_err(&shown, 0, "", why));
+            (Vec::new(), errors)
+        }
         Ok(paths) => {
             let files = paths.iter().map(|p| read_file(p, true, &mut errors));
             (files.collect(), errors)
@@ -656,6 +665,43 @@ mod tests {
         assert_eq!(value_text(" #a"), "#a");
         assert_eq!(value_text(" a#b"), "a#b");
         assert_eq!(value_text(" a\\ #b"), "a\\ #b");
+    }
+
+    /// The daemon's old copy of this rule counted names that are not UTF-8 and missed
+    /// dangling symlinks: here the rule is the one [`conf_files`] applies.
+    #[test]
+    fn a_directory_without_conf_files_is_an_error() {
+        use std::os::unix::ffi::OsStrExt;
+        let d = std::env::temp_dir().join(format!("nl-load-unit-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(d.join("sub.conf")).unwrap();
+        fs::write(d.join("notes.txt"), "x = 1\n").unwrap();
+        fs::write(d.join(".hidden.conf"), "x = 1\n").unwrap();
+        let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9.conf");
+        fs::write(d.join(latin1), "x = 1\n").unwrap();
+        let errors = |d: &Path| -> Vec<String> {
+            let (_, e) = read_path(d);
+            e.iter().map(|e| e.to_string()).collect()
+        };
+        let shown = d.display();
+        assert_eq!(
+            errors(&d),
+            [format!(
+                "{shown}: no configuration files (a directory needs *.conf files)"
+            )]
+        );
+        // A dangling symlink is a configuration file that cannot be read, not an absent one.
+        std::os::unix::fs::symlink("nowhere", d.join("10-gone.conf")).unwrap();
+        let e = errors(&d);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(&format!("{shown}/10-gone.conf: cannot read: ")),
+            "{e:?}"
+        );
+        fs::remove_file(d.join("10-gone.conf")).unwrap();
+        fs::write(d.join("20.conf"), "").unwrap();
+        assert_eq!(errors(&d), Vec::<String>::new(), "an empty file is a file");
+        fs::remove_dir_all(&d).unwrap();
     }
 
     fn fuzz_schema() -> Arc<Schema> {
