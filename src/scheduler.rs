@@ -416,10 +416,7 @@ impl Scheduler {
             match item {
                 Remote::Dispatch(ev) => {
                     let r = self.core.borrow_mut().insert_and_dispatch(ev, now);
-                    if let Err((e, ev)) = r {
-                        log::warn!("schedule_event_and_dispatch: cannot register event: {e}");
-                        drop_event(ev);
-                    }
+                    r.unwrap_or_else(dispatch_refused);
                 }
                 Remote::Resume(ev, mask) => {
                     let refused = self.core.borrow_mut().resume(ev, mask);
@@ -543,6 +540,13 @@ fn drop_event(ev: Box<Event>) {
             panic_message(&p)
         );
     }
+}
+
+/// An event for `schedule_event_and_dispatch` (local or from another thread) that could not be
+/// registered: the loop goes on without it; dropping it closes its fd.
+fn dispatch_refused((e, ev): (io::Error, Box<Event>)) {
+    log::warn!("schedule_event_and_dispatch: cannot register event: {e}");
+    drop_event(ev);
 }
 
 fn run_guarded(what: &str, f: Box<dyn FnOnce() + Send>) {
@@ -683,7 +687,7 @@ impl Core {
     /// for, unless the report is stale: its slot was freed and reused (the generation in the
     /// key differs), or the fd was registered after the wait returned.
     fn io_target(&self, key: usize, bits: i32) -> Option<(EventId, i32)> {
-        let i = (key as u64 & 0xffff_ffff) as usize;
+        let i = EventId(key as u64).index();
         let s = self.slots.get(i)?;
         let id = EventId::new(i as u32, s.gen);
         if poll_key(id) != key || s.state != SlotState::Waiting || s.reg_iter == self.iteration {
@@ -1005,10 +1009,7 @@ pub fn schedule_event_and_dispatch(ev: Event) {
             let now = c.clock();
             c.insert_and_dispatch(Box::new(ev), now)
         };
-        if let Err((e, ev)) = r {
-            log::warn!("schedule_event_and_dispatch: cannot register event: {e}");
-            drop_event(ev);
-        }
+        r.unwrap_or_else(dispatch_refused);
         return;
     }
     home_handle("schedule_event_and_dispatch").schedule_event_and_dispatch(ev);

@@ -130,6 +130,9 @@ fn control_acceptor(e: &mut Event, _et: i32, closure: &mut Closure, _now: Instan
         // The same frame as the layer's Deny line (see conf_setup).
         let _ = e.write(b"ERR 19\npermission denied\r\n");
         log::warn!("control: refused a console connection from {peer}");
+    } else {
+        // Handed to control_listener: one SO_PEERCRED lookup per connection, not two.
+        ac.accept_construct_closure = Some(Box::new(peer));
     }
     i32::from(ok)
 }
@@ -138,7 +141,14 @@ fn control_listener(e: &mut Event, et: i32, closure: &mut Closure, now: Instant)
     let ac = closure
         .downcast_mut::<AcceptConstruct>()
         .expect("control: accept_construct");
-    let who = Peer::of(e, ac.remote_addr).to_string();
+    // The acceptor (which always runs first) left the peer it admitted.
+    let peer = ac
+        .accept_construct_closure
+        .take()
+        .and_then(|b| b.downcast::<Peer>().ok());
+    let who = peer
+        .map_or_else(|| Peer::of(e, ac.remote_addr), |p| *p)
+        .to_string();
     ac.accept_construct_closure = Some(Box::new(ControlSession {
         lines: LineReader::new(MAX_LINE),
         out: OutBuf::new(),
