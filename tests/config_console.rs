@@ -211,3 +211,86 @@ fn console_reload_reports_generation() {
         Ok("ok: generation 2\nwarning: t.conf:2: [ESMTP_Listener] Pool_Name: names no ThreadPool \"gone\"; using IO".into())
     );
 }
+
+/// A listener kind's own default (C: `netlistener_register4()` buffer sizes,
+/// `netlistener_set_default_file_mode()`) is what `eval` shows and what a fetch returns, under
+/// the default scope; an explicit 0 is a value like any other.
+#[test]
+fn eval_shows_a_listener_kinds_own_default() {
+    let mut schema = Schema::new();
+    for kind in ["Buf_Listener", "Plain_Listener"] {
+        schema
+            .register_scope_kind(kind, ScopeKind::Listener)
+            .unwrap();
+    }
+    let socket = Scopes::LISTENER | Scopes::LISTEN;
+    let recv = schema
+        .register_option(OptionDef::new(
+            "TCP_Recv_Buffer_Size",
+            OptionType::Size,
+            "0",
+            socket,
+            "",
+        ))
+        .unwrap();
+    let mode = schema
+        .register_option(OptionDef::new(
+            "File_Mode",
+            OptionType::Mode,
+            "0660",
+            socket,
+            "",
+        ))
+        .unwrap();
+    schema
+        .set_listener_default("buf_listener", recv, "16384")
+        .unwrap();
+    schema
+        .set_listener_default("Buf_Listener", mode, "600")
+        .unwrap();
+    let e = schema
+        .set_listener_default("Buf_Listener", mode, "0999")
+        .unwrap_err();
+    assert!(
+        e.reason.starts_with("bad default for Buf_Listener: "),
+        "{e}"
+    );
+    assert!(schema
+        .set_listener_default("Nope_Listener", mode, "600")
+        .is_err());
+    assert_eq!(
+        schema.listener_default("Buf_Listener", recv).as_size(),
+        16384
+    );
+    assert_eq!(schema.listener_default("Plain_Listener", recv).as_size(), 0);
+    let text = "[Buf_Listener Listen \"127.0.0.1:1\"]\n\
+                [Buf_Listener Listen \"127.0.0.1:2\"]\nTCP_Recv_Buffer_Size = 0\n\
+                [Plain_Listener Listen \"127.0.0.1:1\"]\n";
+    let store = ConfigStore::from_str(std::sync::Arc::new(schema), "t.conf", text).unwrap();
+    let eval = |c: &str| config_command(&store, &format!("eval {c}"));
+    assert_eq!(
+        eval("Buf_Listener Listen 127.0.0.1:1 TCP_Recv_Buffer_Size"),
+        Ok("TCP_Recv_Buffer_Size = 16k (from default)".into())
+    );
+    assert_eq!(
+        eval("Buf_Listener Listen 127.0.0.1:2 TCP_Recv_Buffer_Size"),
+        Ok("TCP_Recv_Buffer_Size = 0 (from Buf_Listener Listen \"127.0.0.1:2\")".into()),
+        "an explicit 0 (the OS default) wins over the type's"
+    );
+    assert_eq!(
+        eval("Plain_Listener Listen 127.0.0.1:1 TCP_Recv_Buffer_Size"),
+        Ok("TCP_Recv_Buffer_Size = 0 (from default)".into())
+    );
+    assert_eq!(
+        eval("Buf_Listener File_Mode"),
+        Ok("File_Mode = 0600 (from default)".into())
+    );
+    assert_eq!(
+        eval("Plain_Listener File_Mode"),
+        Ok("File_Mode = 0660 (from default)".into())
+    );
+    let g = store.current();
+    let addr: ListenAddr = "127.0.0.1:1".parse().unwrap();
+    let f = g.fetch(recv, "BUF_LISTENER", Some(&addr), None);
+    assert_eq!((f.value.as_size(), f.scope), (16384, ScopeId::DEFAULT));
+}

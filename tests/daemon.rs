@@ -615,6 +615,11 @@ fn config_eval_names_the_supplying_scope() {
         eval("Shutdown_Timeout"),
         "Shutdown_Timeout = 30 (from default)\n"
     );
+    // The console's own default mode, which its socket gets, not the option's 0660.
+    assert_eq!(
+        eval("Control_Listener File_Mode"),
+        "File_Mode = 0600 (from default)\n"
+    );
     // A global value reaches a listener type that does not set its own.
     d.ctl_ok(&["config", "set", "global", "Idle_Time", "5m"]);
     assert_eq!(

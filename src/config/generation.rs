@@ -14,7 +14,8 @@
 //! 5. the pathway named by the `Pathway` option (itself the first value found in 1–4):
 //!    `Pathway_Group "g" Pathway "p"` → `Pathway "p"` → `Pathway_Group "g"`
 //! 6. global
-//! 7. the option's default
+//! 7. the default: the listener kind's own ([`Schema::set_listener_default`]), else the
+//!    option's
 //!
 //! A pathway `p` belongs to group `g` when a `[Pathway_Group "g" Pathway "p"]` section exists;
 //! a pathway may be in at most one group.
@@ -53,7 +54,7 @@ pub struct ScopeId(pub(crate) u32);
 impl ScopeId {
     /// The global scope (always present).
     pub const GLOBAL: ScopeId = ScopeId(0);
-    /// Not a scope: the value is the option's default.
+    /// Not a scope: the value is the default (the listener kind's own, or the option's).
     pub const DEFAULT: ScopeId = ScopeId(u32::MAX);
 }
 
@@ -248,6 +249,8 @@ struct ListenerData {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Chain {
     generation: u64,
+    /// The listener kind's position in the schema (its own defaults), `NONE` for none.
+    kind: u32,
     len: u8,
     /// How many of the heads, at the front, are Peer nodes to walk; the rest are scope ids.
     peers: u8,
@@ -258,6 +261,7 @@ impl Chain {
     fn new(generation: u64) -> Chain {
         Chain {
             generation,
+            kind: NONE,
             len: 0,
             peers: 0,
             heads: [NONE; 8],
@@ -645,6 +649,7 @@ impl Generation {
         peer: Option<&PeerAddr>,
     ) -> Chain {
         let mut c = Chain::new(self.number);
+        c.kind = self.schema.kind_position(listener_kind);
         if let Some(l) = self.listener(listener_kind) {
             let ld = listen
                 .and_then(|a| l.listen_index.get(a))
@@ -727,7 +732,7 @@ impl Generation {
             }
         }
         Fetched {
-            value: self.default_of(slot),
+            value: self.schema.kind_default(chain.kind, slot),
             scope: ScopeId::DEFAULT,
         }
     }

@@ -23,7 +23,8 @@
 //! matching prefix first, then shorter ones) → the `<Type>_Listener Peer "cidr"` blocks
 //! (likewise) → `Listen "addr"` → `<Type>_Listener` → the pathway named by the `Pathway` option
 //! (`Pathway_Group "g" Pathway "p"` → `Pathway "p"` → `Pathway_Group "g"`) → global → the
-//! option's default. See [`Generation::fetch`]; [`Fetched::scope`] names the supplier.
+//! default (the listener kind's own, [`Schema::set_listener_default`], else the option's). See
+//! [`Generation::fetch`]; [`Fetched::scope`] names the supplier.
 //!
 //! Contract: build a [`Schema`] (register listener kinds, module scopes and options, keeping the
 //! returned [`Slot`]s), share it as `Arc<Schema>`, load a [`ConfigStore`], and on each session

@@ -209,6 +209,8 @@ pub(crate) fn applies(def: &OptionDef, class: ScopeClass<'_>) -> bool {
 struct KindEntry {
     name: String,
     kind: ScopeKind,
+    /// A listener kind's own defaults of common options ([`Schema::set_listener_default`]).
+    defaults: Vec<(Slot, Value)>,
 }
 
 /// The option table and the scope kinds.
@@ -348,8 +350,74 @@ impl Schema {
         self.kinds.push(KindEntry {
             name: name.to_string(),
             kind,
+            defaults: Vec::new(),
         });
         Ok(())
+    }
+
+    /// Gives listener kind `kind` its own default for `slot` (text, parsed and validated like
+    /// [`OptionDef::default`]): what that kind's Listens and sessions resolve when no scope
+    /// sets the option, global included, and what `config eval` shows as `(from default)`.
+    /// Setting it again replaces it.
+    ///
+    /// C: the buffer sizes of `netlistener_register4()`, `netlistener_set_default_file_mode()`
+    pub fn set_listener_default(
+        &mut self,
+        kind: &str,
+        slot: Slot,
+        default: &str,
+    ) -> Result<(), ConfigError> {
+        let def = self.def(slot);
+        let name = def.name;
+        let i = match self.kind_index.get(&kind.to_ascii_lowercase()) {
+            Some(&i) if self.kinds[i].kind == ScopeKind::Listener => i,
+            _ => return Err(schema_err(name, format!("{kind} is no listener kind"))),
+        };
+        let k = self.kinds[i].name.as_str();
+        let classes = [
+            ScopeClass::Listener(k),
+            ScopeClass::Listen(k),
+            ScopeClass::Peer(k),
+        ];
+        if !classes.iter().any(|c| applies(def, *c)) {
+            return Err(schema_err(name, format!("not an option of {k}")));
+        }
+        let value = def
+            .ty
+            .parse(default)
+            .map_err(|e| schema_err(name, format!("bad default for {k}: {e}")))?;
+        if let Some(v) = def.validator {
+            v(&value).map_err(|e| schema_err(name, format!("bad default for {k}: {e}")))?;
+        }
+        let defaults = &mut self.kinds[i].defaults;
+        defaults.retain(|(s, _)| *s != slot);
+        defaults.push((slot, value));
+        Ok(())
+    }
+
+    /// The default of `slot` for listener kind `kind`: its own ([`Schema::set_listener_default`])
+    /// or the option's.
+    pub fn listener_default(&self, kind: &str, slot: Slot) -> &Value {
+        self.kind_default(self.kind_position(kind), slot)
+    }
+
+    /// The position of kind `name` (any case) among the kinds, without allocating (a chain
+    /// is resolved per session); `u32::MAX` for none.
+    pub(crate) fn kind_position(&self, name: &str) -> u32 {
+        self.kinds
+            .iter()
+            .position(|k| k.name.eq_ignore_ascii_case(name))
+            .map_or(u32::MAX, |i| i as u32)
+    }
+
+    /// The default of `slot` for the kind at `position` ([`Schema::kind_position`]).
+    pub(crate) fn kind_default(&self, position: u32, slot: Slot) -> &Value {
+        let own = self.kinds.get(position as usize).and_then(|k| {
+            k.defaults
+                .iter()
+                .find_map(|(s, v)| (*s == slot).then_some(v))
+        });
+        own.unwrap_or_else(|| self.default_value(slot))
     }
 
     /// The registered kind of `name` (any case) and its canonical spelling.

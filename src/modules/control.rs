@@ -103,7 +103,7 @@ pub fn conf_setup() -> Result<(), NetError> {
         Some(control_acceptor),
         "control",
     )?;
-    nl::netlistener_set_default_file_mode(&def, 0o600);
+    nl::netlistener_set_default_file_mode(&def, 0o600)?;
     // The layer appends CRLF to a reject line: the lengths count it, so the frame is exact.
     nl::netlistener_set_reject_lines(&def, "ERR 19\npermission denied", "ERR 6\nbusy");
     let opt = OptionDef::new(

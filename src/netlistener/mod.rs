@@ -90,12 +90,12 @@ pub struct NetlistenerDef {
     pub acceptor: Option<EventCallback>,
     /// The registering module's name. C: `generic_module_infrastructure *self`.
     pub module: String,
-    /// `SO_RCVBUF` / `SO_SNDBUF` for this type's Listens that do not set
-    /// `TCP_Recv_Buffer_Size` / `TCP_Send_Buffer_Size` (0: OS default); a configured value,
-    /// 0 included, wins. C: `netlistener_register4()`.
+    /// `SO_RCVBUF` / `SO_SNDBUF` as registered (0: OS default), for reference: the schema
+    /// holds them as this type's defaults of `TCP_Recv_Buffer_Size` / `TCP_Send_Buffer_Size`
+    /// ([`Schema::listener_default`]), which is what its Listens resolve and `config eval`
+    /// shows; a configured value, 0 included, wins. C: `netlistener_register4()`.
     pub default_buffers: (usize, usize),
     reject: RwLock<RejectLines>,
-    default_file_mode: std::sync::atomic::AtomicU32,
     /// Counters of the whole type (every Listen).
     pub stats: Stats,
 }
@@ -218,8 +218,10 @@ pub fn netlistener_register3(
 }
 
 /// [`netlistener_register3`] with the type's default socket buffer sizes (0: OS default),
-/// used where `TCP_Recv_Buffer_Size` / `TCP_Send_Buffer_Size` are not set. A configured value
-/// wins, and a configured 0 restores the OS default. C: `netlistener_register4()`.
+/// used where `TCP_Recv_Buffer_Size` / `TCP_Send_Buffer_Size` are not set: they become the
+/// type's defaults of those options ([`Schema::set_listener_default`]), so `config eval`
+/// shows them. A configured value wins, and a configured 0 restores the OS default.
+/// C: `netlistener_register4()`.
 pub fn netlistener_register4(
     prefix: &str,
     listener: EventCallback,
@@ -233,9 +235,23 @@ pub fn netlistener_register4(
         if st.defs.iter().any(|d| d.scope.eq_ignore_ascii_case(&scope)) {
             return Err(NetError::Duplicate(scope));
         }
-        schema_mut(st, "netlistener_register")?
+        let slots = st.slots;
+        let schema = schema_mut(st, "netlistener_register")?;
+        schema
             .register_scope_kind(&scope, ScopeKind::Listener)
             .map_err(NetError::Config)?;
+        for (slot, size) in [
+            (slots.tcp_recv_buffer_size, recv_buffer),
+            (slots.tcp_send_buffer_size, send_buffer),
+        ] {
+            // 0 is the options' own default: nothing to record.
+            if size == 0 {
+                continue;
+            }
+            schema
+                .set_listener_default(&scope, slot, &size.to_string())
+                .map_err(NetError::Config)?;
+        }
         let def = Arc::new(NetlistenerDef {
             name: prefix.to_string(),
             scope,
@@ -244,7 +260,6 @@ pub fn netlistener_register4(
             module: module.to_string(),
             default_buffers: (recv_buffer, send_buffer),
             reject: RwLock::new(RejectLines::default()),
-            default_file_mode: std::sync::atomic::AtomicU32::new(0),
             stats: Stats::default(),
         });
         st.defs.push(def.clone());
@@ -302,11 +317,18 @@ pub fn netlistener_set_reject_lines(def: &NetlistenerDef, deny: &str, busy: &str
     };
 }
 
-/// Sets the type's own default `File_Mode` for Unix sockets (used when no scope sets one),
-/// e.g. 0600 for an admin console.
-pub fn netlistener_set_default_file_mode(def: &NetlistenerDef, mode: u32) {
-    def.default_file_mode
-        .store(mode, std::sync::atomic::Ordering::Relaxed);
+/// Sets the type's own default `File_Mode` for Unix sockets (used when no scope sets one,
+/// and shown by `config eval`), e.g. 0600 for an admin console. Like registration, it
+/// must come before the configuration is loaded; a mode above 07777 is an error.
+/// C: `netlistener_set_default_file_mode()`.
+pub fn netlistener_set_default_file_mode(def: &NetlistenerDef, mode: u32) -> Result<(), NetError> {
+    const CALLER: &str = "netlistener_set_default_file_mode";
+    with_state(CALLER, |st| {
+        let slot = st.slots.file_mode;
+        schema_mut(st, CALLER)?
+            .set_listener_default(&def.scope, slot, &format!("{mode:o}"))
+            .map_err(NetError::Config)
+    })
 }
 
 /// The common options' slots.
@@ -454,39 +476,22 @@ fn settings(
     def: &NetlistenerDef,
     addr: &ListenAddr,
 ) -> (bool, ListenSettings, bool) {
-    let f = |s: Slot| gen.fetch(s, &def.scope, Some(addr), None).value;
-    // Unset: the type's default (C: netlistener_register4()). Set, even to 0: that value, 0
-    // being the OS default.
-    let size = |s: Slot, type_default: usize| {
-        let v = gen.fetch(s, &def.scope, Some(addr), None);
-        if v.scope == crate::config::ScopeId::DEFAULT {
-            type_default
-        } else {
-            v.value.as_size() as usize
-        }
-    };
+    // Unset options resolve to the type's own defaults (buffer sizes, File_Mode) in the
+    // schema; a buffer size set to 0, there or in a scope, is the OS default.
+    let chain = gen.chain(&def.scope, Some(addr), None);
+    let f = |s: Slot| gen.fetch_in(&chain, s).value;
     let per_iter = f(slots.events_per_iter).as_int();
     let st = ListenSettings {
         sock: SockOpts {
             backlog: f(slots.listen_backlog).as_int() as i32,
-            recv_buffer: size(slots.tcp_recv_buffer_size, def.default_buffers.0),
-            send_buffer: size(slots.tcp_send_buffer_size, def.default_buffers.1),
+            recv_buffer: f(slots.tcp_recv_buffer_size).as_size() as usize,
+            send_buffer: f(slots.tcp_send_buffer_size).as_size() as usize,
             nodelay: f(slots.disable_nagle).as_bool(),
         },
         concurrency: f(slots.concurrency).as_int() as usize,
         queue_backlog: f(slots.accept_queue_backlog).as_int() as usize,
         events_per_iter: if per_iter <= 0 { 1 } else { per_iter as usize },
-        file_mode: {
-            let fm = gen.fetch(slots.file_mode, &def.scope, Some(addr), None);
-            let own = def
-                .default_file_mode
-                .load(std::sync::atomic::Ordering::Relaxed);
-            if fm.scope == crate::config::ScopeId::DEFAULT && own != 0 {
-                own
-            } else {
-                fm.value.as_mode()
-            }
-        },
+        file_mode: f(slots.file_mode).as_mode(),
     };
     (
         f(slots.enable).as_bool(),

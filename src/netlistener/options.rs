@@ -32,10 +32,11 @@ pub struct CommonSlots {
     pub events_per_iter: Slot,
     /// `Pool_Name` (string, `IO`): the thread pool sessions float to for blocking work.
     pub pool_name: Slot,
-    /// `File_Mode` (mode, 0660): permissions of a Unix socket.
+    /// `File_Mode` (mode, 0660 unless the type has its own default,
+    /// `netlistener_set_default_file_mode`): permissions of a Unix socket.
     pub file_mode: Slot,
-    /// `TCP_Recv_Buffer_Size` (size; unset: the type's default from `netlistener_register4`;
-    /// set, 0 included: that value, 0 being the OS default).
+    /// `TCP_Recv_Buffer_Size` (size; default: the type's own from `netlistener_register4`,
+    /// else 0; 0, as a default or set, is the OS default).
     pub tcp_recv_buffer_size: Slot,
     /// `TCP_Send_Buffer_Size` (size; as `TCP_Recv_Buffer_Size`).
     pub tcp_send_buffer_size: Slot,
@@ -139,14 +140,14 @@ impl CommonSlots {
                 OptionType::Size,
                 "0",
                 SOCKET,
-                "SO_RCVBUF (unset: the type's default; 0: the OS default)",
+                "SO_RCVBUF (default: the type's own, else 0; 0: the OS default)",
             ))?,
             tcp_send_buffer_size: r(opt(
                 "TCP_Send_Buffer_Size",
                 OptionType::Size,
                 "0",
                 SOCKET,
-                "SO_SNDBUF (unset: the type's default; 0: the OS default)",
+                "SO_SNDBUF (default: the type's own, else 0; 0: the OS default)",
             ))?,
             disable_nagle: r(opt(
                 "Disable_Nagle_Algorithm",
