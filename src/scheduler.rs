@@ -1276,6 +1276,14 @@ fn signal_name(signo: i32) -> String {
 /// Default `IO` pool size (blocking disk work).
 pub const IO_POOL_CONCURRENCY: usize = 4;
 
+/// Default `CPU` pool size: one thread per CPU (2 when the count is unknown), within the
+/// `ThreadPool` `Concurrency` range 1..=1024. The one definition: the configuration's default
+/// for that pool ([`Schema::pool_default`](crate::config::Schema::pool_default)), which
+/// `config eval` shows, and a pool created on first use both take it from here.
+pub fn cpu_pool_concurrency() -> usize {
+    thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 1024))
+}
+
 /// Creates the named pool on this scheduler, or returns the existing one unchanged: a pool's
 /// concurrency and backlog are fixed when it is created (a different setting is logged and
 /// takes effect on restart). `backlog` 0 means unbounded. After [`shutdown_pools`] the pool
@@ -1313,11 +1321,7 @@ pub fn get_pool(name: &str) -> Option<Arc<ThreadPool>> {
     }
     match key.as_str() {
         "io" => Some(configure_pool("IO", IO_POOL_CONCURRENCY, 0)),
-        "cpu" => Some(configure_pool(
-            "CPU",
-            thread::available_parallelism().map_or(2, |n| n.get()),
-            0,
-        )),
+        "cpu" => Some(configure_pool("CPU", cpu_pool_concurrency(), 0)),
         _ => None,
     }
 }

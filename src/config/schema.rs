@@ -223,7 +223,8 @@ pub struct Schema {
     by_name: HashMap<String, Vec<Slot>>,
     pathway_slot: Slot,
     pool_concurrency: Slot,
-    /// The `CPU` pool's own `Concurrency` default: one thread per CPU.
+    /// The `CPU` pool's own `Concurrency` default: one thread per CPU
+    /// ([`crate::scheduler::cpu_pool_concurrency`]).
     cpu_threads: Value,
 }
 
@@ -259,7 +260,6 @@ impl Schema {
     /// `Concurrency` (1..=1024, default 4, but one thread per CPU for the `CPU` pool: see
     /// [`Schema::pool_default`]) and `Backlog` (0..=1,000,000, default 1024; 0 = unbounded).
     pub fn new() -> Schema {
-        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         let mut s = Schema {
             kinds: Vec::new(),
             kind_index: HashMap::new(),
@@ -268,7 +268,7 @@ impl Schema {
             by_name: HashMap::new(),
             pathway_slot: Slot(0),
             pool_concurrency: Slot(0),
-            cpu_threads: Value::Int(cpus.clamp(1, 1024) as i64),
+            cpu_threads: Value::Int(crate::scheduler::cpu_pool_concurrency() as i64),
         };
         let mut pathway = OptionDef::new(
             "Pathway",
@@ -681,6 +681,19 @@ mod tests {
         assert!(s.register_option(v).is_err());
         let m = OptionDef::new("Z", OptionType::Str, "", Scopes::MODULE, "");
         assert!(s.register_option(m).is_err(), "module option without owner");
+    }
+
+    /// The pools' configuration defaults are the sizes the scheduler gives a pool it creates
+    /// on first use (`IO`, `CPU`), so `config eval` shows what runs.
+    #[test]
+    fn pool_defaults_are_the_schedulers() {
+        let s = schema();
+        let c = s.slot("Concurrency", ScopeClass::ThreadPool).unwrap();
+        let cpu = crate::scheduler::cpu_pool_concurrency();
+        assert_eq!(s.pool_default("cpu", c).as_int(), cpu as i64);
+        let io = crate::scheduler::IO_POOL_CONCURRENCY as i64;
+        assert_eq!(s.pool_default("IO", c).as_int(), io);
+        assert_eq!(s.pool_default("other", c).as_int(), io);
     }
 
     #[test]

@@ -590,15 +590,8 @@ fn configure_pools(gen: &Generation) {
         return;
     };
     for name in gen.threadpools() {
-        let scope = crate::config::ScopePath::ThreadPool(name.clone());
-        let conc = match gen.get(&scope, c) {
-            Some(v) => v.as_int().max(1) as usize,
-            // CPU-bound work wants one thread per CPU unless the operator says otherwise.
-            None if name.eq_ignore_ascii_case("CPU") => {
-                std::thread::available_parallelism().map_or(2, |n| n.get())
-            }
-            None => gen.threadpool(&name, c).as_int().max(1) as usize,
-        };
+        // The pool's own default included: the CPU pool runs one thread per CPU.
+        let conc = gen.threadpool(&name, c).as_int().max(1) as usize;
         let backlog = gen.threadpool(&name, b).as_int().max(0) as usize;
         scheduler::configure_pool(&name, conc, backlog);
     }
