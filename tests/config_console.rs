@@ -168,6 +168,25 @@ fn console_errors() {
         cmd("unset ThreadPool x Concurrency"),
         Err("<console>: [ThreadPool \"x\"] Concurrency: is not set in this scope".into())
     );
+    // A scope name where the option should be: every built-in kind, global and registered
+    // kinds (any case) are recognised; `Pathway` is an option too, so it is not.
+    for word in [
+        "global",
+        "LISTEN",
+        "Peer",
+        "Pathway_Group",
+        "threadpool",
+        "Echo_Listener",
+        "Maildir",
+    ] {
+        let e = cmd(&format!("get Echo_Listener {word}")).unwrap_err();
+        assert!(
+            e.ends_with(&format!(
+                "({word} names a scope, not an option: is a word missing?)"
+            )),
+            "{word}: {e}"
+        );
+    }
     // The scope as typed, not re-quoted token by token.
     assert_eq!(
         cmd("set Pathway a b Idle_Time 5"),

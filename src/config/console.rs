@@ -25,7 +25,7 @@
 //! Diagnostics: `Err(text)` for usage mistakes and for every configuration error (one per line).
 
 use super::generation::{Fetched, Generation, ScopeId};
-use super::schema::{ScopeClass, Slot};
+use super::schema::{ScopeClass, Slot, BUILTIN_KINDS};
 use super::scope::{parse_tokens, tokenize, ScopePath};
 use super::store::ConfigStore;
 use super::types::PeerAddr;
@@ -82,15 +82,8 @@ fn scope_in_option_place<'t>(
         _ => return None,
     };
     let word = rest.get(rest.len().checked_sub(back)?)?;
-    let builtin = [
-        "global",
-        "Listen",
-        "Peer",
-        "Pathway",
-        "Pathway_Group",
-        "ThreadPool",
-    ];
-    let scope = builtin.iter().any(|k| k.eq_ignore_ascii_case(word))
+    let scope = word.eq_ignore_ascii_case("global")
+        || BUILTIN_KINDS.iter().any(|k| k.eq_ignore_ascii_case(word))
         || store.schema().scope_kind(word).is_some();
     (scope && !store.schema().is_known(word)).then_some(word.as_str())
 }
