@@ -18,7 +18,8 @@
 //!    option's
 //!
 //! A pathway `p` belongs to group `g` when a `[Pathway_Group "g" Pathway "p"]` section exists;
-//! a pathway may be in at most one group.
+//! a pathway may be in at most one group (checked as the scope enters the draft, from a file
+//! or from `config set`, and reported there).
 //!
 //! All the matching Peer blocks take part, not only the longest: a `Deny` written for
 //! `10.0.0.0/8` still holds for a peer in a `10.2.0.0/16` block that sets only `Idle_Time`.
@@ -92,10 +93,15 @@ pub(crate) struct Entry {
 }
 
 /// Scopes and their values before indexing: what loading and `set`/`unset` produce.
+///
+/// Every scope enters through [`Draft::scope`], which keeps the one invariant a draft checks
+/// itself: a pathway is in at most one group.
 #[derive(Debug, Clone)]
 pub(crate) struct Draft {
-    pub scopes: Vec<(ScopePath, Vec<Entry>)>,
+    scopes: Vec<(ScopePath, Vec<Entry>)>,
     keys: HashMap<ScopePath, usize>,
+    /// Pathway name (lower case) → its `Pathway_Group "g" Pathway "p"` scope.
+    groups: HashMap<String, usize>,
 }
 
 impl Draft {
@@ -103,20 +109,32 @@ impl Draft {
         let mut d = Draft {
             scopes: Vec::new(),
             keys: HashMap::new(),
+            groups: HashMap::new(),
         };
-        d.scope(&ScopePath::Global);
+        d.scope(&ScopePath::Global).expect("the global scope");
         d
     }
 
-    /// The index of a scope, created (empty) if absent.
-    pub fn scope(&mut self, path: &ScopePath) -> usize {
+    /// The index of a scope, created (empty) if absent. `Err(reason)` for a
+    /// `Pathway_Group "g" Pathway "p"` scope when `p` is already in another group: the caller
+    /// reports it where the scope was written (a file's line, `<console>`).
+    pub fn scope(&mut self, path: &ScopePath) -> Result<usize, String> {
         let key = path.key();
         if let Some(&i) = self.keys.get(&key) {
-            return i;
+            return Ok(i);
+        }
+        if let ScopePath::GroupPathway { pathway, .. } = &key {
+            if let Some(&other) = self.groups.get(pathway) {
+                let other = &self.scopes[other].0;
+                return Err(format!(
+                    "the pathway is already in {other}; a pathway has one group"
+                ));
+            }
+            self.groups.insert(pathway.clone(), self.scopes.len());
         }
         self.scopes.push((path.clone(), Vec::new()));
         self.keys.insert(key, self.scopes.len() - 1);
-        self.scopes.len() - 1
+        Ok(self.scopes.len() - 1)
     }
 
     pub fn find(&self, path: &ScopePath) -> Option<usize> {
@@ -144,7 +162,10 @@ impl Draft {
     pub fn from_generation(g: &Generation) -> Draft {
         let mut d = Draft::new();
         for s in &g.scopes {
-            let i = d.scope(&s.path);
+            // A generation was built from a draft: its scopes passed `scope` once already.
+            let i = d
+                .scope(&s.path)
+                .expect("Draft::from_generation: a checked scope");
             d.scopes[i].1 = s.entries.clone();
         }
         d
@@ -355,7 +376,7 @@ impl Generation {
             g.index_scope(id);
         }
         let mut errors = Vec::new();
-        let members = g.pathway_members(&mut errors);
+        let members = g.pathway_members();
         g.check_references(&members, &mut errors, &mut warnings);
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
@@ -469,31 +490,20 @@ impl Generation {
         }
     }
 
-    /// pathway (lower case) → its group-pathway scope and group scope.
-    fn pathway_members(
-        &self,
-        errors: &mut Vec<ConfigError>,
-    ) -> HashMap<String, (ScopeId, Option<ScopeId>)> {
+    /// pathway (lower case) → its group-pathway scope and group scope (one group per
+    /// pathway: [`Draft::scope`] refused a second one).
+    fn pathway_members(&self) -> HashMap<String, (ScopeId, Option<ScopeId>)> {
         let mut members: HashMap<String, (ScopeId, Option<ScopeId>)> = HashMap::new();
         for (i, s) in self.scopes.iter().enumerate() {
             let ScopePath::GroupPathway { group, pathway } = &s.path else {
                 continue;
             };
             let group_scope = self.lookup(&ScopePath::PathwayGroup(group.clone()));
-            let key = pathway.to_ascii_lowercase();
-            if let Some((other, _)) = members.get(&key) {
-                // Loading (load.rs) and `config set` both refuse a second group before they
-                // get here; should a future path not, its origin is most likely the console.
-                let origin = Origin {
-                    file: Arc::from("<console>"),
-                    line: 0,
-                };
-                let other = &self.scopes[other.0 as usize].path;
-                let why = format!("pathway \"{pathway}\" is already in another group ({other})");
-                errors.push(scope_err(&s.path, "", &origin, why));
-                continue;
-            }
-            members.insert(key, (ScopeId(i as u32), group_scope));
+            let old = members.insert(
+                pathway.to_ascii_lowercase(),
+                (ScopeId(i as u32), group_scope),
+            );
+            debug_assert!(old.is_none(), "Draft::scope let a pathway into two groups");
         }
         members
     }

@@ -419,22 +419,6 @@ pub(crate) fn load_files(
     draft
 }
 
-/// For `Pathway_Group "g" Pathway "p"`: the existing group scope of `p` in another group.
-pub(crate) fn other_group(draft: &Draft, path: &ScopePath) -> Option<String> {
-    let ScopePath::GroupPathway { group, pathway } = path else {
-        return None;
-    };
-    draft.scopes.iter().find_map(|(p, _)| match p {
-        ScopePath::GroupPathway {
-            group: g,
-            pathway: q,
-        } if q.eq_ignore_ascii_case(pathway) && !g.eq_ignore_ascii_case(group) => {
-            Some(p.to_string())
-        }
-        _ => None,
-    })
-}
-
 /// Per-file state while loading: the file's name and which (scope, slot) it has set where.
 struct FileLoad<'a> {
     file: &'a SourceFile,
@@ -442,26 +426,26 @@ struct FileLoad<'a> {
     seen: HashMap<(usize, Slot), usize>,
 }
 
-/// The scope a section header names, or why the section is skipped (`None`: the malformed
-/// header was reported by the indexer already).
+/// The scope a section header names, entered in the draft (with its index), or why the
+/// section is skipped (`None`: the malformed header was reported by the indexer already).
 fn section_scope(
     schema: &Schema,
-    draft: &Draft,
+    draft: &mut Draft,
     file: &SourceFile,
     header: &Option<(usize, Option<String>)>,
-) -> Result<ScopePath, Option<ConfigError>> {
+) -> Result<(ScopePath, usize), Option<ConfigError>> {
     let (line, text) = match header {
-        None => return Ok(ScopePath::Global),
+        None => {
+            let global = draft.scope(&ScopePath::Global).expect("the global scope");
+            return Ok((ScopePath::Global, global));
+        }
         Some((_, None)) => return Err(None),
         Some((line, Some(text))) => (*line, text),
     };
-    let path = parse_header(schema, text)
-        .map_err(|reason| Some(file_err(&file.name, line, text, reason)))?;
-    if let Some(other) = other_group(draft, &path) {
-        let why = format!("the pathway is already in {other}; a pathway has one group");
-        return Err(Some(file_err(&file.name, line, text, why)));
-    }
-    Ok(path)
+    let err = |reason| Some(file_err(&file.name, line, text, reason));
+    let path = parse_header(schema, text).map_err(err)?;
+    let scope = draft.scope(&path).map_err(err)?;
+    Ok((path, scope))
 }
 
 fn load_file(schema: &Schema, file: &SourceFile, draft: &mut Draft, errors: &mut Vec<ConfigError>) {
@@ -471,8 +455,8 @@ fn load_file(schema: &Schema, file: &SourceFile, draft: &mut Draft, errors: &mut
         seen: HashMap::new(),
     };
     for section in parse_file(file, errors) {
-        let path = match section_scope(schema, draft, file, &section.header) {
-            Ok(path) => path,
+        let (path, scope) = match section_scope(schema, draft, file, &section.header) {
+            Ok(found) => found,
             Err(None) => continue,
             Err(Some(e)) => {
                 errors.push(e);
@@ -480,7 +464,6 @@ fn load_file(schema: &Schema, file: &SourceFile, draft: &mut Draft, errors: &mut
             }
         };
         let written = section.written();
-        let scope = draft.scope(&path);
         for key in &section.keys {
             if let Err(reason) = state.load_key(schema, draft, (scope, &path, written), key) {
                 errors.push(ConfigError {
@@ -579,7 +562,7 @@ pub(crate) fn check_option(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ConfigStore, OptionDef, OptionType, ScopeKind, Scopes};
+    use crate::config::{ConfigStore, OptionDef, OptionType, ScopeClass, ScopeKind, Scopes};
 
     fn keys(sec: &IndexedSection) -> Vec<(usize, &str, &str)> {
         let k = sec.keys.iter();
@@ -702,6 +685,39 @@ mod tests {
         fs::write(d.join("20.conf"), "").unwrap();
         assert_eq!(errors(&d), Vec::<String>::new(), "an empty file is a file");
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A pathway's group is checked as its scope enters the draft, across files, and the error
+    /// names the line that tried the second group.
+    #[test]
+    fn a_pathway_has_one_group_across_files() {
+        let schema = fuzz_schema();
+        let file = |name: &str, text: &str| SourceFile {
+            name: name.into(),
+            text: text.into(),
+        };
+        let files = [
+            file("a", "[Pathway_Group g Pathway p]\nIdle_Time = 1\n"),
+            file("b", "[pathway_group G pathway P]\nIdle_Time = 2\n[Pathway_Group h Pathway p]\nIdle_Time = 3\n"),
+        ];
+        let mut errors = Vec::new();
+        let draft = load_files(&schema, &files, &mut errors);
+        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            lines,
+            ["b:3: [Pathway_Group h Pathway p] the pathway is already in Pathway_Group \"g\" Pathway \"p\"; a pathway has one group"]
+        );
+        let g = crate::config::Generation::build(Arc::clone(&schema), draft, 1, Vec::new());
+        let g = g.expect("the refused section never entered the draft");
+        let idle = schema.slot("Idle_Time", ScopeClass::Pathway).unwrap();
+        let group = ScopePath::GroupPathway {
+            group: "g".into(),
+            pathway: "p".into(),
+        };
+        assert_eq!(
+            g.get(&group, idle).map(|v| v.as_duration().as_secs()),
+            Some(2)
+        );
     }
 
     fn fuzz_schema() -> Arc<Schema> {

@@ -271,7 +271,10 @@ impl Conflict {
                 return;
             }
         };
-        let i = draft.scope(&target);
+        // A kept value's scope is the object's own, its listener's or global: never a group.
+        let i = draft
+            .scope(&target)
+            .expect("Conflict::keep: not a group pathway");
         let (slot, value) = (self.slot, self.old.clone());
         draft.set(
             i,

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use super::error::{ConfigError, ConfigErrors};
 use super::generation::{Draft, Entry, Generation, Origin};
-use super::load::{check_option, load_files, other_group, read_path, SourceFile};
+use super::load::{check_option, load_files, read_path, SourceFile};
 use super::restart;
 use super::schema::Schema;
 use super::scope::{parse_scope_path, ScopePath};
@@ -167,11 +167,9 @@ impl ConfigStore {
         let (slot, value) = check_option(&self.schema, &path, option, value)
             .map_err(|e| console_err(&path, option, e))?;
         let mut draft = Draft::from_generation(&old);
-        if let Some(other) = other_group(&draft, &path) {
-            let why = format!("the pathway is already in {other}; a pathway has one group");
-            return Err(console_err(&path, option, why));
-        }
-        let scope = draft.scope(&path);
+        let scope = draft
+            .scope(&path)
+            .map_err(|why| console_err(&path, option, why))?;
         let origin = Origin {
             file: Arc::from("<console>"),
             line: 0,
