@@ -103,7 +103,6 @@ struct DaemonState {
     slots: Slots,
     started: Instant,
     cli_log_level: bool,
-    draining: Option<Instant>,
     exit: u8,
 }
 
@@ -286,7 +285,6 @@ fn run(args: &Args, modules: &[ModuleDef]) -> u8 {
             slots,
             started: Instant::now(),
             cli_log_level: args.log_level.is_some(),
-            draining: None,
             exit: 0,
         })
     });
@@ -511,15 +509,48 @@ pub fn shutting_down() -> bool {
 /// a generation would reopen the Listens the drain closed.
 pub const RELOAD_REFUSED_SHUTDOWN: &str = "shutting down; reload refused";
 
+/// The one shutdown guard of configuration changes (`SIGHUP`, `config reload|set|unset`):
+/// once a shutdown was requested, `change` does not run.
+fn unless_shutting_down(change: impl FnOnce() -> Result<String, String>) -> Result<String, String> {
+    if shutting_down() {
+        log::warn!("{RELOAD_REFUSED_SHUTDOWN}");
+        return Err(RELOAD_REFUSED_SHUTDOWN.to_string());
+    }
+    change()
+}
+
 /// Re-reads the configuration and applies it; on error the running generation stays and the
 /// errors are logged and returned. Refused once a shutdown was requested.
 ///
 /// C: the `SIGHUP` handler's work.
 pub fn reload() -> Result<String, String> {
-    if shutting_down() {
-        log::warn!("{RELOAD_REFUSED_SHUTDOWN}");
-        return Err(RELOAD_REFUSED_SHUTDOWN.to_string());
-    }
+    unless_shutting_down(reload_now)
+}
+
+/// A console `config` command that changes the configuration (`args` is what follows
+/// `config `: `reload`, `set …` or `unset …`), applied at once: Listens open or close as the
+/// new generation says, and the reply names them (see [`apply_generation`]). Refused once a
+/// shutdown was requested, like [`reload`]; on any error nothing changes.
+pub fn config_change(args: &str) -> Result<String, String> {
+    unless_shutting_down(|| {
+        let mut words = args.split_whitespace();
+        // `reload` alone; with more words the grammar answers its usage error.
+        if let (Some(w), None) = (words.next(), words.next()) {
+            if w.eq_ignore_ascii_case("reload") {
+                return reload_now();
+            }
+        }
+        let store = nl::netlistener_config().map_err(|e| e.to_string())?;
+        let mut out = crate::config::console::config_command(&store, args)?;
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(&apply_generation(&store.current()));
+        Ok(out)
+    })
+}
+
+fn reload_now() -> Result<String, String> {
     let store = nl::netlistener_config().map_err(|e| e.to_string())?;
     match store.reload() {
         Ok(gen) => {
@@ -578,9 +609,8 @@ pub fn request_shutdown() {
         return;
     }
     let timeout = STATE.with(|s| {
-        let mut s = s.borrow_mut();
-        let d = s.as_mut()?;
-        d.draining = Some(Instant::now());
+        let s = s.borrow();
+        let d = s.as_ref()?;
         let gen = nl::ec_config_fetch_globalconf().ok()?;
         Some(gen.global(d.slots.shutdown_timeout).as_duration())
     });

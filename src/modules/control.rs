@@ -442,26 +442,15 @@ fn config(args: &str, who: &str) -> Result<String, String> {
         .next()
         .unwrap_or("")
         .to_ascii_lowercase();
-    let changes = matches!(verb.as_str(), "set" | "unset" | "reload");
-    if changes {
+    if matches!(verb.as_str(), "set" | "unset" | "reload") {
         // Log before running: the operator sees who asked even if it fails.
         log::info!("control: {who}: config {}", escape_controls(args));
-        if crate::daemon::shutting_down() {
-            return Err(format!("{}\n", crate::daemon::RELOAD_REFUSED_SHUTDOWN));
-        }
-    }
-    // `config reload` alone; with more words it falls through to the grammar's usage error.
-    if verb == "reload" && args.split_whitespace().count() == 1 {
-        return crate::daemon::reload().map_err(|e| format!("{e}\n"));
+        // The daemon applies the change, and refuses it during a shutdown.
+        let reply = crate::daemon::config_change(args);
+        return reply.map(|o| ensure_nl(&o)).map_err(|e| ensure_nl(&e));
     }
     let store = nl::netlistener_config().map_err(|e| format!("{e}\n"))?;
     let out = crate::config::console::config_command(&store, args).map_err(|e| ensure_nl(&e))?;
-    if verb == "set" || verb == "unset" {
-        // Apply the new generation now: sockets open or close as the values say.
-        let gen = store.current();
-        let changed = crate::daemon::apply_generation(&gen);
-        return Ok(ensure_nl(&out) + &changed);
-    }
     Ok(ensure_nl(&out))
 }
 
