@@ -236,6 +236,9 @@ fn generation_inventory() {
         Duration::from_secs(900)
     );
     assert_eq!(g.global(s.log_level).as_str(), "info");
+    // global_fetch says which of the two supplied it.
+    assert_eq!(g.global_fetch(s.idle_time).scope, ScopeId::GLOBAL);
+    assert_eq!(g.global_fetch(s.log_level).scope, ScopeId::DEFAULT);
     let peer = PeerAddr::Ip("10.1.2.3".parse().unwrap());
     let f = g.fetch(s.idle_time, "ESMTP_Listener", None, Some(&peer));
     assert_eq!(g.scope_cidr(f.scope), Some("10.1.2.0/24".parse().unwrap()));

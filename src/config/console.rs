@@ -24,7 +24,7 @@
 //!
 //! Diagnostics: `Err(text)` for usage mistakes and for every configuration error (one per line).
 
-use super::generation::{Fetched, Generation, ScopeId};
+use super::generation::{Fetched, Generation};
 use super::schema::{ScopeClass, Slot, BUILTIN_KINDS};
 use super::scope::{parse_tokens, tokenize, ScopePath};
 use super::store::ConfigStore;
@@ -172,21 +172,8 @@ fn resolve<'g>(
         }
         // The pool's own default: the CPU pool runs one thread per CPU.
         ScopePath::ThreadPool(p) => g.threadpool_fetch(p, slot),
-        other => {
-            let own = g
-                .scope_id(other)
-                .and_then(|id| g.get(other, slot).map(|value| Fetched { value, scope: id }));
-            own.or_else(|| {
-                g.get(&ScopePath::Global, slot).map(|value| Fetched {
-                    value,
-                    scope: ScopeId::GLOBAL,
-                })
-            })
-            .unwrap_or(Fetched {
-                value: g.schema().default_value(slot),
-                scope: ScopeId::DEFAULT,
-            })
-        }
+        // Global, a module, a pathway group: its own scope, then global, then the default.
+        other => g.own_then_global(g.scope_id(other), slot, g.schema().default_value(slot)),
     }
 }
 

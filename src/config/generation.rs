@@ -633,8 +633,13 @@ impl Generation {
 
     /// The global value of an option, or its default.
     pub fn global(&self, slot: Slot) -> &Value {
-        self.value_in(ScopeId::GLOBAL, slot)
-            .unwrap_or_else(|| self.default_of(slot))
+        self.global_fetch(slot).value
+    }
+
+    /// [`Generation::global`], and the scope that supplied the value ([`ScopeId::GLOBAL`] or
+    /// [`ScopeId::DEFAULT`]).
+    pub fn global_fetch(&self, slot: Slot) -> Fetched<'_> {
+        self.own_then_global(None, slot, self.default_of(slot))
     }
 
     /// Resolves an option for a listener kind, Listen instance and peer, and says which scope
@@ -791,10 +796,7 @@ impl Generation {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, id)| *id);
-        self.own_then_global(id, slot).unwrap_or_else(|| Fetched {
-            value: self.schema.pool_default(name, slot),
-            scope: ScopeId::DEFAULT,
-        })
+        self.own_then_global(id, slot, self.schema.pool_default(name, slot))
     }
 
     /// A module option: the module scope → global → default.
@@ -805,19 +807,26 @@ impl Generation {
     /// [`Generation::module`], and the scope that supplied the value.
     pub fn module_fetch(&self, module_scope: &str, slot: Slot) -> Fetched<'_> {
         let id = self.lookup(&ScopePath::Module(module_scope.to_string()));
-        self.own_then_global(id, slot).unwrap_or_else(|| Fetched {
-            value: self.default_of(slot),
-            scope: ScopeId::DEFAULT,
-        })
+        self.own_then_global(id, slot, self.default_of(slot))
     }
 
-    /// The value in scope `own` (if any), else the global one.
-    fn own_then_global(&self, own: Option<ScopeId>, slot: Slot) -> Option<Fetched<'_>> {
-        own.into_iter().chain([ScopeId::GLOBAL]).find_map(|id| {
+    /// The value in scope `own` (if any), else the global one, else `default`: the fallback of
+    /// every scope outside listeners and pathways (global, modules, pools, groups).
+    pub(crate) fn own_then_global<'g>(
+        &'g self,
+        own: Option<ScopeId>,
+        slot: Slot,
+        default: &'g Value,
+    ) -> Fetched<'g> {
+        let found = own.into_iter().chain([ScopeId::GLOBAL]).find_map(|id| {
             Some(Fetched {
                 value: self.value_in(id, slot)?,
                 scope: id,
             })
+        });
+        found.unwrap_or(Fetched {
+            value: default,
+            scope: ScopeId::DEFAULT,
         })
     }
 

@@ -30,7 +30,7 @@
 use std::sync::Arc;
 
 use super::error::{ConfigError, ConfigErrors};
-use super::generation::{Draft, Entry, Fetched, Generation, Origin, ScopeId};
+use super::generation::{Draft, Entry, Fetched, Generation, Origin};
 use super::schema::{applies, OptionDef, Schema, ScopeClass, Scopes, Slot};
 use super::scope::ScopePath;
 use super::types::{ListenAddr, Value};
@@ -102,16 +102,7 @@ impl Object {
     /// The value the object reads, with its fallback, and the scope that supplied it.
     fn resolve<'g>(&self, g: &'g Generation, slot: Slot) -> Fetched<'g> {
         match self {
-            Object::Global => match g.get(&ScopePath::Global, slot) {
-                Some(value) => Fetched {
-                    value,
-                    scope: ScopeId::GLOBAL,
-                },
-                None => Fetched {
-                    value: g.schema().default_value(slot),
-                    scope: ScopeId::DEFAULT,
-                },
-            },
+            Object::Global => g.global_fetch(slot),
             Object::Module(m) => g.module_fetch(m, slot),
             Object::Pool(p) => g.threadpool_fetch(p, slot),
             Object::Listen { kind, addr } => g.fetch(slot, kind, Some(addr), None),
