@@ -3,58 +3,32 @@
 
 #[path = "util/config_schema.rs"]
 mod config_schema;
+#[path = "util/temp_dir.rs"]
+mod temp_dir;
 
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use netlistener::config::*;
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p =
-            std::env::temp_dir().join(format!("netlistener-config-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    /// Replaces a file atomically (write aside, rename), as an administrator's editor would.
-    fn write(&self, name: &str, text: &str) {
-        let tmp = self.0.join(format!(".{name}.tmp"));
-        fs::write(&tmp, text).unwrap();
-        fs::rename(&tmp, self.0.join(name)).unwrap();
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use temp_dir::tempdir;
 
 #[test]
 fn broken_reload_keeps_the_old_generation() {
-    let dir = TempDir::new("broken");
+    let dir = tempdir("config-broken");
     let (schema, s) = config_schema::schema();
-    dir.write("10-main.conf", "[ESMTP_Listener]\nIdle_Time = 60\n");
-    let store = ConfigStore::load(schema, dir.path()).unwrap();
+    dir.replace("10-main.conf", "[ESMTP_Listener]\nIdle_Time = 60\n");
+    let store = ConfigStore::load(schema, &dir).unwrap();
     let g1 = store.current();
     assert_eq!(g1.number(), 1);
 
-    dir.write(
+    dir.replace(
         "10-main.conf",
         "[ESMTP_Listener]\nIdle_Time = 61\nDeny = true\n",
     );
-    dir.write("20-more.conf", "[Bogus]\nIdle_Time = x\n");
+    dir.replace("20-more.conf", "[Bogus]\nIdle_Time = x\n");
     let errors = store.reload().unwrap_err();
     let text = errors.to_string();
     assert_eq!(errors.0.len(), 2, "{text}");
@@ -72,8 +46,8 @@ fn broken_reload_keeps_the_old_generation() {
     let f = still.fetch(s.idle_time, "ESMTP_Listener", None, None);
     assert_eq!(f.value.as_duration(), Duration::from_secs(60));
 
-    fs::remove_file(dir.path().join("20-more.conf")).unwrap();
-    dir.write("10-main.conf", "[ESMTP_Listener]\nIdle_Time = 61\n");
+    fs::remove_file(dir.join("20-more.conf")).unwrap();
+    dir.replace("10-main.conf", "[ESMTP_Listener]\nIdle_Time = 61\n");
     let g2 = store.reload().unwrap();
     assert_eq!(g2.number(), 2);
     let f = g2.fetch(s.idle_time, "ESMTP_Listener", None, None);
@@ -90,14 +64,14 @@ fn broken_reload_keeps_the_old_generation() {
 
 #[test]
 fn restart_required_option_is_kept_and_the_rest_committed() {
-    let dir = TempDir::new("restart");
+    let dir = tempdir("config-restart");
     let (schema, s) = config_schema::schema();
     let conf = |backlog: u32, idle: u32| {
         format!("[ESMTP_Listener Listen \"127.0.0.1:25\"]\nListen_Backlog = {backlog}\nIdle_Time = {idle}\n")
     };
-    dir.write("main.conf", &conf(100, 10));
-    let store = ConfigStore::load(schema, &dir.path().join("main.conf")).unwrap();
-    dir.write("main.conf", &conf(200, 20));
+    dir.replace("main.conf", &conf(100, 10));
+    let store = ConfigStore::load(schema, &dir.join("main.conf")).unwrap();
+    dir.replace("main.conf", &conf(200, 20));
     let g = store.reload().unwrap();
     let listen: ListenAddr = "127.0.0.1:25".parse().unwrap();
     let get = |slot| {
@@ -117,7 +91,7 @@ fn restart_required_option_is_kept_and_the_rest_committed() {
         "{warnings:?}"
     );
     // Removing it also waits for a restart; a new Listen scope may set it freely.
-    dir.write(
+    dir.replace(
         "main.conf",
         "[ESMTP_Listener Listen \"127.0.0.1:25\"]\n[ESMTP_Listener Listen \"127.0.0.1:26\"]\nListen_Backlog = 7\n",
     );
@@ -143,12 +117,12 @@ fn restart_required_option_is_kept_and_the_rest_committed() {
 /// a running Listen, cannot slip a restart-required change through.
 #[test]
 fn a_new_scope_cannot_change_a_running_object() {
-    let dir = TempDir::new("restart-scope");
+    let dir = tempdir("config-restart-scope");
     let (schema, s) = config_schema::schema();
     let conc = schema.slot("Concurrency", ScopeClass::ThreadPool).unwrap();
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()) as i64;
-    dir.write("main.conf", "[ESMTP_Listener Listen \"127.0.0.1:25\"]\n");
-    let store = ConfigStore::load(schema, &dir.path().join("main.conf")).unwrap();
+    dir.replace("main.conf", "[ESMTP_Listener Listen \"127.0.0.1:25\"]\n");
+    let store = ConfigStore::load(schema, &dir.join("main.conf")).unwrap();
     let cpu_wanted = if cpus == 1 { 2 } else { 1 };
     let text = format!(
         "[ThreadPool \"IO\"]\nConcurrency = 9\n[ThreadPool \"CPU\"]\nConcurrency = {cpu_wanted}\n\
@@ -156,7 +130,7 @@ fn a_new_scope_cannot_change_a_running_object() {
          [ESMTP_Listener]\nListen_Backlog = 7\nIdle_Time = 5\n\
          [ESMTP_Listener Listen \"127.0.0.1:25\"]\n[ESMTP_Listener Listen \"127.0.0.1:26\"]\n"
     );
-    dir.write("main.conf", &text);
+    dir.replace("main.conf", &text);
     let expected = [
         "main.conf:2: [ThreadPool \"IO\"] Concurrency: changed, but takes effect only after a restart; keeping the default 4".to_string(),
         format!("main.conf:4: [ThreadPool \"CPU\"] Concurrency: changed, but takes effect only after a restart; keeping the default {cpus}"),
@@ -201,7 +175,7 @@ fn a_new_scope_cannot_change_a_running_object() {
         }
     }
     // Setting them back to what runs is no change at all.
-    dir.write(
+    dir.replace(
         "main.conf",
         "[ESMTP_Listener Listen \"127.0.0.1:25\"]\n[ThreadPool \"new\"]\nConcurrency = 3\n",
     );
@@ -214,13 +188,13 @@ fn a_new_scope_cannot_change_a_running_object() {
 /// backwards. A torn swap would show two different numbers.
 #[test]
 fn readers_never_see_a_torn_generation() {
-    let dir = TempDir::new("race");
+    let dir = tempdir("config-race");
     let (schema, s) = config_schema::schema();
     let conf = |n: u32| {
         format!("[ESMTP_Listener]\nIdle_Time = {n}\nListener_Sessions = {n}\n[ESMTP_Listener Peer \"10.0.0.0/8\"]\nBanner = b{n}\n")
     };
-    dir.write("main.conf", &conf(0));
-    let store = Arc::new(ConfigStore::load(schema, dir.path()).unwrap());
+    dir.replace("main.conf", &conf(0));
+    let store = Arc::new(ConfigStore::load(schema, &dir).unwrap());
     let done = Arc::new(AtomicBool::new(false));
     let peer = PeerAddr::Ip("10.1.2.3".parse().unwrap());
     let readers: Vec<_> = (0..4)
@@ -246,7 +220,7 @@ fn readers_never_see_a_torn_generation() {
         })
         .collect();
     for n in 1..=200 {
-        dir.write("main.conf", &conf(n));
+        dir.replace("main.conf", &conf(n));
         let g = store.reload().unwrap();
         assert_eq!(g.number(), u64::from(n) + 1);
     }

@@ -72,44 +72,33 @@ fn non_loopback_ip() -> Option<std::net::IpAddr> {
         })
 }
 
+/// Writes 64 KiB chunks to `s` until a write fails or `limit` bytes went, and returns how
+/// many were written. The write timeout is set to 1 s, so the writes stop soon after the peer
+/// has stopped reading and every buffer in between is full.
+fn write_until_stalled(s: &mut TcpStream, limit: usize) -> usize {
+    s.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+    let chunk = vec![b'z'; 64 * 1024];
+    let mut sent = 0usize;
+    while sent < limit {
+        match s.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(_) => break,
+        }
+    }
+    sent
+}
+
 /// Runs `nlctl -s SOCKET` with `input` on its standard input (pipe mode).
 fn nlctl_piped(sock: &std::path::Path, input: &[u8]) -> Ctl {
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(NLCTL)
-        .arg("-s")
-        .arg(sock)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let st = wait_deadline(&mut child, Duration::from_secs(20)).unwrap_or_else(|| {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("nlctl with a pipe did not finish");
-    });
-    feeder.join().unwrap();
+    let o = run_with_input(
+        std::process::Command::new(NLCTL).arg("-s").arg(sock),
+        input,
+        Duration::from_secs(20),
+    );
     Ctl {
-        code: st.code(),
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
+        code: o.status.code(),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
     }
 }
 
@@ -390,22 +379,8 @@ fn client_that_never_reads_has_bounded_memory() {
     );
     echo_once(echo, b"warm up");
     let base = d.rss_kib().expect("VmRSS");
-    let s = connect(echo);
-    s.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
-    let writer = std::thread::spawn(move || {
-        let mut s = s;
-        let chunk = vec![b'z'; 64 * 1024];
-        let mut sent = 0usize;
-        // Stops at the write timeout, once the server stopped reading and buffers are full.
-        while sent < 64 * MIB {
-            match s.write(&chunk) {
-                Ok(n) => sent += n,
-                Err(_) => break,
-            }
-        }
-        (s, sent)
-    });
-    let (s, sent) = writer.join().unwrap();
+    let mut s = connect(echo);
+    let sent = write_until_stalled(&mut s, 64 * MIB);
     // What the kernel can hold is the client's send buffer (tcp_wmem max, 4 MiB by default)
     // plus the small buffers above: a writer that never stalls within 64 MiB shows a server
     // reading without bound.
@@ -956,7 +931,7 @@ fn sighup_with_broken_file_is_refused_and_serving_goes_on() {
     let dir = TestDir::new("hup-broken");
     let (d, echo) = start_echo(&dir, "", "");
     let bad = dir.write_conf("50-broken.conf", BROKEN);
-    d.signal("HUP");
+    d.signal(libc::SIGHUP);
     let needle = format!(
         "reload refused: {}:2: [Echo_Listener] Idle_Time",
         bad.display()
@@ -999,7 +974,7 @@ fn sighup_with_new_listen_serves_it() {
         "50-new.conf",
         &format!("[Echo_Listener Listen \"127.0.0.1:{port}\"]\n"),
     );
-    d.signal("HUP");
+    d.signal(libc::SIGHUP);
     let new: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     poll_until(
         "the new Listen after SIGHUP",
@@ -1098,7 +1073,7 @@ fn sigterm_drains(concurrency: u32) {
     );
     let mut live = connect(echo);
     round_trip(&mut live, b"before");
-    d.signal("TERM");
+    d.signal(libc::SIGTERM);
     poll_until(
         "listener closed after SIGTERM",
         Duration::from_secs(10),
@@ -1122,7 +1097,7 @@ fn sigterm_drains(concurrency: u32) {
 fn sigint_stops_like_sigterm() {
     let dir = TestDir::new("int");
     let (mut d, _) = start_echo(&dir, "", "");
-    d.signal("INT");
+    d.signal(libc::SIGINT);
     let st = d.wait_exit(Duration::from_secs(10)).expect("daemon exits");
     assert_eq!(st.code(), Some(0), "{}", d.log_text());
 }
@@ -1202,20 +1177,20 @@ fn reloads_are_refused_during_the_drain() {
         &format!("[Echo_Listener Listen \"127.0.0.1:{port}\"]\n"),
     );
     let new: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    d.signal("TERM");
+    d.signal(libc::SIGTERM);
     poll_until(
         "listener closed after SIGTERM",
         Duration::from_secs(10),
         || refused(echo).then_some(()),
     );
-    d.signal("HUP");
+    d.signal(libc::SIGHUP);
     poll_until("SIGHUP refused in the log", Duration::from_secs(10), || {
         d.log_text()
             .contains("shutting down; reload refused")
             .then_some(())
     });
     // A second SIGTERM changes nothing, and says so.
-    d.signal("TERM");
+    d.signal(libc::SIGTERM);
     poll_until("second SIGTERM in the log", Duration::from_secs(10), || {
         d.log_text()
             .contains(": already shutting down")
@@ -1440,30 +1415,16 @@ fn interactive_prompt_leaves_after_shutdown() {
     let dir = TestDir::new("prompt");
     let (mut d, _) = start_echo(&dir, "", "");
     let cmd = format!("'{NLCTL}' -s '{}'", d.sock.display());
-    let mut child = std::process::Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The terminal line discipline hands nlctl one line per read.
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"pid\nbogus\nshutdown\npid\n")
-        .unwrap();
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let st = wait_deadline(&mut child, Duration::from_secs(20)).expect("nlctl leaves");
+    // The terminal line discipline hands nlctl one line per read. The output is read with
+    // the same deadline as the exit: a hung script or nlctl fails the test.
+    let o = run_with_input(
+        std::process::Command::new("script").args(["-qec", &cmd, "/dev/null"]),
+        b"pid\nbogus\nshutdown\npid\n",
+        Duration::from_secs(20),
+    );
+    let out = String::from_utf8(o.stdout).expect("script's output is UTF-8");
     // Before the fix: the `pid` after `shutdown` failed with "send: Broken pipe", exit 2.
-    assert_eq!(st.code(), Some(0), "{out}");
+    assert_eq!(o.status.code(), Some(0), "{out}");
     assert!(out.contains("connected to netlistenerd at"), "{out}");
     assert!(out.contains("nlctl> "), "{out}");
     assert!(out.contains(&format!("{}\r\n", d.pid())), "{out}");
@@ -1862,21 +1823,8 @@ fn custom_daemon_shouts_with_bounded_output() {
     s.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"QUIET PLEASE\n");
     // A client that never reads: the writer stalls, the daemon serves the others.
-    let w = connect(addr);
-    w.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
-    let writer = std::thread::spawn(move || {
-        let mut w = w;
-        let chunk = vec![b'z'; 64 * 1024];
-        let mut sent = 0usize;
-        while sent < 64 * MIB {
-            match w.write(&chunk) {
-                Ok(n) => sent += n,
-                Err(_) => break,
-            }
-        }
-        (w, sent)
-    });
-    let (w, sent) = writer.join().unwrap();
+    let mut w = connect(addr);
+    let sent = write_until_stalled(&mut w, 64 * MIB);
     assert!(
         sent < 64 * MIB,
         "the server read all {sent} bytes: no backpressure"

@@ -7,78 +7,30 @@ mod util;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use netlistener::modules::esmtp;
 use netlistener::netlistener::*;
-use netlistener::scheduler::{Scheduler, SchedulerHandle};
-use util::{tempdir, wait_until, DEADLINE};
+use netlistener::scheduler::Scheduler;
+use util::{tempdir, wait_until, Conf, Server, DEADLINE};
 
-/// `ESMTP_Listener` on its own scheduler thread.
-struct Smtp {
-    handle: SchedulerHandle,
-    thread: Option<std::thread::JoinHandle<()>>,
+/// `ESMTP_Listener` on its own scheduler thread with `conf`.
+fn start_esmtp(conf: &str) -> Server {
+    Server::start_with(register_esmtp, Conf::Text(conf.into()))
 }
 
-impl Smtp {
-    fn start(conf: &str) -> Smtp {
-        Smtp::try_start(conf).unwrap_or_else(|e| panic!("config: {e}"))
-    }
-
-    fn try_start(conf: &str) -> Result<Smtp, String> {
-        let conf = conf.to_string();
-        let (tx, rx) = mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let s = Scheduler::new().unwrap();
-            esmtp::conf_setup().unwrap();
-            if let Err(e) = netlistener_load_config_str("esmtp.conf", &conf) {
-                let _ = tx.send(Err(e.to_string()));
-                netlistener_reset();
-                return;
-            }
-            netlistener_start().unwrap();
-            tx.send(Ok(s.handle())).unwrap();
-            s.run();
-            netlistener_reset();
-        });
-        let handle = rx.recv_timeout(DEADLINE).expect("server started")?;
-        Ok(Smtp {
-            handle,
-            thread: Some(thread),
-        })
-    }
-
-    fn on_sched<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> R {
-        let (tx, rx) = mpsc::channel();
-        self.handle.run_on_scheduler(move || {
-            let _ = tx.send(f());
-        });
-        rx.recv_timeout(DEADLINE).expect("scheduler answered")
-    }
-
-    fn addrs(&self) -> Vec<SocketAddr> {
-        self.on_sched(|| {
-            listeners_report()
-                .into_iter()
-                .filter(|r| r.state == "listening")
-                .filter_map(|r| r.bound.parse().ok())
-                .collect()
-        })
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.addrs()[0]
-    }
+/// Like [`start_esmtp`], returning the configuration errors when `conf` is refused.
+fn try_start_esmtp(conf: &str) -> Result<Server, String> {
+    Server::try_start_with(register_esmtp, Conf::Text(conf.into()))
 }
 
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        self.handle.stop();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+fn register_esmtp() {
+    esmtp::conf_setup().unwrap();
+}
+
+/// The first listening ESMTP Listen's bound address.
+fn esmtp_addr(srv: &Server) -> SocketAddr {
+    srv.addrs("ESMTP_Listener")[0]
 }
 
 /// A hand-written SMTP client with deadlines.
@@ -186,9 +138,9 @@ fn body_after_received(path: &Path) -> Vec<u8> {
 
 #[test]
 fn banner_ehlo_and_one_transaction_in_discard_mode() {
-    let srv = Smtp::start(&listen("Banner_Hostname = mx.test"));
+    let srv = start_esmtp(&listen("Banner_Hostname = mx.test"));
     let before = esmtp::delivery::delivery_stats().discarded;
-    let mut c = C::connect(srv.addr());
+    let mut c = C::connect(esmtp_addr(&srv));
     assert_eq!(c.reply(), "220 mx.test ESMTP netlistener");
     let ehlo = c.cmd("EHLO client.test");
     assert_eq!(
@@ -233,8 +185,8 @@ fn run_convo(addr: SocketAddr, split: usize) -> String {
 
 #[test]
 fn pipelined_batch_split_at_every_byte_boundary() {
-    let srv = Smtp::start(&listen("Banner_Hostname = mx.test"));
-    let addr = srv.addr();
+    let srv = start_esmtp(&listen("Banner_Hostname = mx.test"));
+    let addr = esmtp_addr(&srv);
     let whole = run_convo(addr, CONVO.len());
     assert_eq!(whole.matches("250 2.0.0 Ok: \n").count(), 2, "{whole}");
     assert!(whole.ends_with("221 2.0.0 Bye"), "{whole}");
@@ -245,23 +197,22 @@ fn pipelined_batch_split_at_every_byte_boundary() {
     // The same with Maildir delivery: the session floats at each end of data while the
     // pipelined commands after it wait in its tail.
     let dir = tempdir("esmtp-split");
-    let md = Smtp::start(&maildir_conf(&dir, "Banner_Hostname = mx.test"));
+    let md = start_esmtp(&maildir_conf(&dir, "Banner_Hostname = mx.test"));
     for split in (1..CONVO.len()).step_by(7).chain([CONVO.len()]) {
         assert_eq!(
-            run_convo(md.addr(), split),
+            run_convo(esmtp_addr(&md), split),
             whole,
             "maildir, split at {split}"
         );
     }
     let n = (1..CONVO.len()).step_by(7).count() + 1;
     assert_eq!(files(&dir, "new").len(), 2 * n);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn bare_lf_refused_in_commands_and_data_by_default() {
-    let srv = Smtp::start(&listen(""));
-    let mut c = C::connect(srv.addr());
+    let srv = start_esmtp(&listen(""));
+    let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     c.send(b"EHLO x\n");
     assert_eq!(code(&c.reply()), "500 5.5.2");
@@ -282,8 +233,8 @@ fn bare_lf_refused_in_commands_and_data_by_default() {
 #[test]
 fn bare_lf_allowed_when_configured() {
     let dir = tempdir("esmtp-barelf");
-    let srv = Smtp::start(&maildir_conf(&dir, "Bare_LF = allow"));
-    let mut c = C::connect(srv.addr());
+    let srv = start_esmtp(&maildir_conf(&dir, "Bare_LF = allow"));
+    let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     c.send(b"EHLO x\n");
     assert!(c.reply().starts_with("250-"));
@@ -295,13 +246,12 @@ fn bare_lf_allowed_when_configured() {
     assert!(r.starts_with("250 2.0.0 Ok: queued as"), "{r}");
     let new = files(&dir, "new");
     assert_eq!(body_after_received(&new[0]), b"a\n.\nb\r\n");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn overlong_lines_are_refused_without_buffering() {
-    let srv = Smtp::start(&listen("Max_Line_Length = 100"));
-    let mut c = C::connect(srv.addr());
+    let srv = start_esmtp(&listen("Max_Line_Length = 100"));
+    let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     let long = format!("NOOP {}\r\n", "x".repeat(100_000));
     c.send(long.as_bytes());
@@ -320,8 +270,8 @@ fn size_and_recipient_limits() {
     let conf = listen(
         "Max_Message_Size = 1000\nMax_Recipients_Per_Message = 2\nMax_Recipients_Per_Connection = 3\nMax_Receptions_Per_Connection = 1",
     );
-    let srv = Smtp::start(&conf);
-    let mut c = C::connect(srv.addr());
+    let srv = start_esmtp(&conf);
+    let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     assert!(c.cmd("EHLO x").contains("250-SIZE 1000\n"));
     assert_eq!(code(&c.cmd("MAIL FROM:<a@x> SIZE=1001")), "552 5.3.4");
@@ -345,8 +295,8 @@ fn size_and_recipient_limits() {
 
 #[test]
 fn sequencing_and_unknown_commands() {
-    let srv = Smtp::start(&listen("Require_EHLO = true"));
-    let mut c = C::connect(srv.addr());
+    let srv = start_esmtp(&listen("Require_EHLO = true"));
+    let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     assert_eq!(code(&c.cmd("MAIL FROM:<a@x>")), "503 5.5.1");
     assert_eq!(code(&c.cmd("FOO")), "500 5.5.2");
@@ -371,8 +321,8 @@ fn hostname() -> String {
 
 #[test]
 fn parameters_of_extensions_not_advertised_are_refused() {
-    let srv = Smtp::start(&listen("SMTP_Extensions = PIPELINING"));
-    let mut c = C::connect(srv.addr());
+    let srv = start_esmtp(&listen("SMTP_Extensions = PIPELINING"));
+    let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     let ehlo = c.cmd("EHLO x");
     assert!(
@@ -386,10 +336,10 @@ fn parameters_of_extensions_not_advertised_are_refused() {
 
 #[test]
 fn chunking_when_advertised() {
-    let srv = Smtp::start(&listen(
+    let srv = start_esmtp(&listen(
         "SMTP_Extensions = PIPELINING, CHUNKING, ENHANCEDSTATUSCODES",
     ));
-    let mut c = C::connect(srv.addr());
+    let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     assert!(c.cmd("EHLO x").contains("250-CHUNKING"));
     c.cmd("MAIL FROM:<a@x>");
@@ -402,7 +352,7 @@ fn chunking_when_advertised() {
 
 #[test]
 fn unknown_extension_is_a_configuration_error() {
-    let err = Smtp::try_start(&listen("SMTP_Extensions = PIPELINING, STARTTLS"))
+    let err = try_start_esmtp(&listen("SMTP_Extensions = PIPELINING, STARTTLS"))
         .err()
         .expect("refused");
     assert!(
@@ -410,7 +360,7 @@ fn unknown_extension_is_a_configuration_error() {
         "{err}"
     );
     for banner in ["hello", "220", "220  "] {
-        let err = Smtp::try_start(&listen(&format!("Static_Banner = {banner}")))
+        let err = try_start_esmtp(&listen(&format!("Static_Banner = {banner}")))
             .err()
             .expect("refused");
         assert!(err.contains("Static_Banner"), "{banner:?}: {err}");
@@ -429,8 +379,8 @@ SMTP_Extensions = PIPELINING, CHUNKING
 [ESMTP_Listener Peer "127.0.0.3/32"]
 SMTP_Extensions = SMTPUTF8
 "#;
-    let srv = Smtp::start(conf);
-    let a = srv.addrs();
+    let srv = start_esmtp(conf);
+    let a = srv.addrs("ESMTP_Listener");
     let mut c = C::connect(a[0]);
     assert_eq!(c.reply(), "220 first listen ready");
     assert!(c.cmd("EHLO x").contains("250-SIZE"));
@@ -458,8 +408,8 @@ Max_Message_Size = 5k
 [ESMTP_Listener Listen "127.0.0.1:0"]
 Pathway = slow
 "#;
-    let srv = Smtp::start(conf);
-    let mut c = C::connect(srv.addr());
+    let srv = start_esmtp(conf);
+    let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     let ehlo = c.cmd("EHLO x");
     assert!(
@@ -479,13 +429,13 @@ Pathway = slow
 
 #[test]
 fn reload_answers_the_next_mail_with_421_and_closes() {
-    let srv = Smtp::start(&listen("Reconfig_Message = please come back"));
-    let mut c = C::connect(srv.addr());
+    let srv = start_esmtp(&listen("Reconfig_Message = please come back"));
+    let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     c.cmd("EHLO x");
     c.cmd("MAIL FROM:<a@x>");
     c.cmd("RCPT TO:<b@y>");
-    let mut other = C::connect(srv.addr());
+    let mut other = C::connect(esmtp_addr(&srv));
     other.reply();
     assert!(other.cmd("EHLO y").starts_with("250-"));
     srv.on_sched(|| {
@@ -507,7 +457,7 @@ fn reload_answers_the_next_mail_with_421_and_closes() {
         "{r}"
     );
     assert!(c.closed());
-    let mut c = C::connect(srv.addr());
+    let mut c = C::connect(esmtp_addr(&srv));
     assert_eq!(c.reply(), "220 new.test ESMTP netlistener");
 }
 
@@ -521,8 +471,8 @@ Deny = true
 [ESMTP_Listener Peer "127.0.0.6/32"]
 Listener_Sessions = 1
 "#;
-    let srv = Smtp::start(conf);
-    let addr = srv.addr();
+    let srv = start_esmtp(conf);
+    let addr = esmtp_addr(&srv);
     let mut d = C::connect_from("127.0.0.5", addr);
     assert_eq!(d.reply(), "554 5.7.1 Access denied");
     assert!(d.closed());
@@ -538,8 +488,8 @@ Listener_Sessions = 1
 
 #[test]
 fn idle_timeout_sends_421() {
-    let srv = Smtp::start(&listen("Idle_Time = 200ms\nBanner_Hostname = mx.test"));
-    let mut c = C::connect(srv.addr());
+    let srv = start_esmtp(&listen("Idle_Time = 200ms\nBanner_Hostname = mx.test"));
+    let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     assert_eq!(c.reply(), "421 4.4.2 mx.test Error: timeout exceeded");
     assert!(c.closed());
@@ -547,8 +497,8 @@ fn idle_timeout_sends_421() {
 
 #[test]
 fn a_flood_of_commands_from_a_client_that_does_not_read_stays_bounded() {
-    let srv = Smtp::start(&listen(""));
-    let addr = srv.addr();
+    let srv = start_esmtp(&listen(""));
+    let addr = esmtp_addr(&srv);
     let mut c = C::connect(addr);
     c.reply();
     // Up to 120 MB of NOOPs without reading a reply: the server stops reading when its
@@ -576,10 +526,10 @@ fn bad_commands_from_a_client_that_never_reads_keep_replies_bounded() {
     // Without the error limit, to see the reply bound itself: 64 KiB of bare LFs are 64 Ki
     // refusals (3.4 MB) in one read; the session stops feeding at 16 KiB of replies.
     // A small send buffer, so the kernel cannot absorb the replies the session would hold.
-    let srv = Smtp::start(&listen(
+    let srv = start_esmtp(&listen(
         "Max_Errors_Per_Connection = 0\nTCP_Send_Buffer_Size = 8192",
     ));
-    let mut c = C::connect(srv.addr());
+    let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     let s = c.r.get_ref().try_clone().unwrap();
     s.set_write_timeout(Some(Duration::from_millis(500)))
@@ -602,8 +552,8 @@ fn bad_commands_from_a_client_that_never_reads_keep_replies_bounded() {
 
 #[test]
 fn too_many_errors_end_the_session() {
-    let srv = Smtp::start(&listen("Banner_Hostname = mx.test"));
-    let mut c = C::connect(srv.addr());
+    let srv = start_esmtp(&listen("Banner_Hostname = mx.test"));
+    let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     c.send("FOO\r\n".repeat(30).as_bytes());
     for _ in 0..20 {
@@ -611,8 +561,8 @@ fn too_many_errors_end_the_session() {
     }
     assert_eq!(c.reply(), "421 4.7.0 mx.test Error: too many errors");
     assert!(c.closed());
-    let srv = Smtp::start(&listen("Max_Errors_Per_Connection = 2"));
-    let mut c = C::connect(srv.addr());
+    let srv = start_esmtp(&listen("Max_Errors_Per_Connection = 2"));
+    let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     c.cmd("FOO");
     assert_eq!(code(&c.cmd("BAR")), "500 5.5.2");
@@ -637,8 +587,8 @@ fn maildir_conf(dir: &Path, extra: &str) -> String {
 #[test]
 fn maildir_stores_dot_unstuffed_body_with_received_header() {
     let dir = tempdir("esmtp-md");
-    let srv = Smtp::start(&maildir_conf(&dir, ""));
-    let mut c = C::connect(srv.addr());
+    let srv = start_esmtp(&maildir_conf(&dir, ""));
+    let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     c.cmd("EHLO helo.test");
     c.cmd("MAIL FROM:<a@x>");
@@ -670,14 +620,13 @@ fn maildir_stores_dot_unstuffed_body_with_received_header() {
         body_after_received(&new[0]),
         b"Subject: t\r\n\r\n.leading dot\r\n not the end\r\n"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn maildir_large_message_is_streamed_and_pipelined_commands_survive() {
     let dir = tempdir("esmtp-big");
-    let srv = Smtp::start(&maildir_conf(&dir, "Max_Message_Size = 2m"));
-    let mut c = C::connect(srv.addr());
+    let srv = start_esmtp(&maildir_conf(&dir, "Max_Message_Size = 2m"));
+    let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     c.cmd("EHLO x");
     let line = "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n";
@@ -695,7 +644,7 @@ fn maildir_large_message_is_streamed_and_pipelined_commands_survive() {
     assert_eq!(new.len(), 1);
     assert!(body_after_received(&new[0]) == body.as_bytes());
     // Over the limit after several spills: 552, nothing left in tmp/ or new/.
-    let mut c = C::connect(srv.addr());
+    let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     c.cmd("EHLO x");
     c.cmd("MAIL FROM:<a@x>");
@@ -706,11 +655,10 @@ fn maildir_large_message_is_streamed_and_pipelined_commands_survive() {
     assert_eq!(files(&dir, "new").len(), 1);
     // The spilled file is removed by a pool job, not on the scheduler thread.
     wait_until("tmp/ empty", || files(&dir, "tmp").is_empty());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Jobs completed by the pool `name` of the server.
-fn pool_completed(srv: &Smtp, name: &'static str) -> Option<u64> {
+fn pool_completed(srv: &Server, name: &'static str) -> Option<u64> {
     srv.on_sched(move || {
         netlistener::scheduler::pool_stats()
             .into_iter()
@@ -726,8 +674,8 @@ fn maildir_writes_run_on_the_sessions_pool_name() {
         "[ThreadPool \"disk\"]\nConcurrency = 2\n{}",
         maildir_conf(&dir, "Pool_Name = disk")
     );
-    let srv = Smtp::start(&conf);
-    let mut c = C::connect(srv.addr());
+    let srv = start_esmtp(&conf);
+    let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     c.cmd("EHLO x");
     c.cmd("MAIL FROM:<a@x>");
@@ -738,17 +686,16 @@ fn maildir_writes_run_on_the_sessions_pool_name() {
     wait_until("the delivery job ran on pool \"disk\"", || {
         pool_completed(&srv, "disk") == Some(1)
     });
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn maildir_bdat_chunks_larger_than_a_spill() {
     let dir = tempdir("esmtp-bdat");
-    let srv = Smtp::start(&maildir_conf(
+    let srv = start_esmtp(&maildir_conf(
         &dir,
         "SMTP_Extensions = PIPELINING, CHUNKING, ENHANCEDSTATUSCODES",
     ));
-    let mut c = C::connect(srv.addr());
+    let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     c.cmd("EHLO x");
     c.cmd("MAIL FROM:<a@x>");
@@ -763,7 +710,6 @@ fn maildir_bdat_chunks_larger_than_a_spill() {
     assert!(c.reply().starts_with("250 2.0.0 Ok: queued as"));
     let new = files(&dir, "new");
     assert_eq!(body_after_received(&new[0]), [a, b].concat());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -773,8 +719,8 @@ fn failing_maildir_answers_451_and_leaves_no_file() {
     std::fs::write(&plain, b"not a directory").unwrap();
     // A path under a regular file: mkdir and open fail even for root.
     let dir = plain.join("Maildir");
-    let srv = Smtp::start(&maildir_conf(&dir, ""));
-    let mut c = C::connect(srv.addr());
+    let srv = start_esmtp(&maildir_conf(&dir, ""));
+    let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     c.cmd("EHLO x");
     for size in [10usize, 200_000] {
@@ -790,14 +736,13 @@ fn failing_maildir_answers_451_and_leaves_no_file() {
     assert_eq!(code(&c.cmd("NOOP")), "250 2.0.0");
     assert!(!dir.exists());
     assert!(esmtp::delivery::delivery_stats().failed >= 2);
-    let _ = std::fs::remove_dir_all(&base);
 }
 
 #[test]
 fn maildir_failure_after_spilling_removes_the_tmp_file() {
     let dir = tempdir("esmtp-late");
-    let srv = Smtp::start(&maildir_conf(&dir, ""));
-    let mut c = C::connect(srv.addr());
+    let srv = start_esmtp(&maildir_conf(&dir, ""));
+    let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     c.cmd("EHLO x");
     c.cmd("MAIL FROM:<a@x>");
@@ -816,14 +761,13 @@ fn maildir_failure_after_spilling_removes_the_tmp_file() {
         "no partial file left in tmp/"
     );
     assert_eq!(code(&c.cmd("RSET")), "250 2.0.0");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn fifty_sessions_times_twenty_messages_all_delivered() {
     let dir = tempdir("esmtp-50");
-    let srv = Smtp::start(&maildir_conf(&dir, ""));
-    let addr = srv.addr();
+    let srv = start_esmtp(&maildir_conf(&dir, ""));
+    let addr = esmtp_addr(&srv);
     let body = format!(
         "Subject: load\r\n\r\n{}",
         format!("{}\r\n", "x".repeat(98)).repeat(10)
@@ -858,7 +802,6 @@ fn fifty_sessions_times_twenty_messages_all_delivered() {
     assert_eq!(files(&dir, "new").len(), 1000);
     // tmp/ names go just after the answers (see delivery.rs)
     wait_until("tmp/ empty", || files(&dir, "tmp").is_empty());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -896,8 +839,8 @@ print("ok", len(msgs))
 fn python_smtplib_messages_arrive_byte_for_byte() {
     let dir = tempdir("esmtp-py");
     let sent = tempdir("esmtp-py-sent");
-    let srv = Smtp::start(&maildir_conf(&dir, ""));
-    let addr = srv.addr();
+    let srv = start_esmtp(&maildir_conf(&dir, ""));
+    let addr = esmtp_addr(&srv);
     let script = sent.join("client.py");
     std::fs::write(&script, SMTPLIB).unwrap();
     let mut child = std::process::Command::new("python3")
@@ -953,8 +896,6 @@ fn python_smtplib_messages_arrive_byte_for_byte() {
             "stored body differs"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&sent);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1001,8 +942,8 @@ fn shipped_conf_d_30_esmtp_loads_and_its_peer_advertises_another_list() {
 #[test]
 fn a_client_vanishing_mid_data_leaves_nothing() {
     let dir = tempdir("esmtp-vanish");
-    let srv = Smtp::start(&maildir_conf(&dir, ""));
-    let mut c = C::connect(srv.addr());
+    let srv = start_esmtp(&maildir_conf(&dir, ""));
+    let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     c.cmd("EHLO x");
     c.cmd("MAIL FROM:<a@x>");
@@ -1014,14 +955,13 @@ fn a_client_vanishing_mid_data_leaves_nothing() {
     wait_until("session ends", || srv.on_sched(active_sessions) == 0);
     wait_until("tmp/ empty", || files(&dir, "tmp").is_empty());
     assert!(files(&dir, "new").is_empty());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn maildir_body_buffer_stays_bounded_when_commands_and_body_come_in_one_write() {
     let dir = tempdir("esmtp-onewrite");
-    let srv = Smtp::start(&maildir_conf(&dir, ""));
-    let mut c = C::connect(srv.addr());
+    let srv = start_esmtp(&maildir_conf(&dir, ""));
+    let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     c.cmd("EHLO x");
     let body = format!("{}\r\n", "o".repeat(70)).repeat(900); // 64 kB
@@ -1033,14 +973,13 @@ fn maildir_body_buffer_stays_bounded_when_commands_and_body_come_in_one_write() 
     let peak = srv.on_sched(esmtp::module::peak_session_buffers);
     assert!(peak <= 16 * 1024, "a session held {peak} octets");
     assert_eq!(body_after_received(&files(&dir, "new")[0]), body.as_bytes());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn received_header_without_helo_names_the_address_literal() {
     let dir = tempdir("esmtp-nohelo");
-    let srv = Smtp::start(&maildir_conf(&dir, ""));
-    let mut c = C::connect(srv.addr());
+    let srv = start_esmtp(&maildir_conf(&dir, ""));
+    let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     c.cmd("MAIL FROM:<a@x>");
     c.cmd("RCPT TO:<b@y>");
@@ -1052,7 +991,6 @@ fn received_header_without_helo_names_the_address_literal() {
         "{data}"
     );
     assert!(data.contains(" with SMTP id "), "{data}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -1063,8 +1001,8 @@ fn smtputf8_accepted_when_advertised_and_refused_when_not() {
          SMTP_Extensions = PIPELINING, SMTPUTF8, ENHANCEDSTATUSCODES\n",
         maildir_conf(&dir, "")
     );
-    let srv = Smtp::start(&conf);
-    let mut c = C::connect_from("127.0.0.2", srv.addr());
+    let srv = start_esmtp(&conf);
+    let mut c = C::connect_from("127.0.0.2", esmtp_addr(&srv));
     c.reply();
     assert!(c.cmd("EHLO x").contains("\n250-SMTPUTF8\n"));
     assert_eq!(
@@ -1080,12 +1018,11 @@ fn smtputf8_accepted_when_advertised_and_refused_when_not() {
     assert!(data.contains(" with UTF8SMTP id "), "{data}");
     assert!(data.contains("for <ünï@exämple.test>; "), "{data}");
     // The default list has no SMTPUTF8: the parameter is refused, and so are UTF-8 paths.
-    let mut c = C::connect(srv.addr());
+    let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     assert!(!c.cmd("EHLO x").contains("SMTPUTF8"));
     assert_eq!(code(&c.cmd("MAIL FROM:<a@x.test> SMTPUTF8")), "555 5.5.4");
     assert_eq!(code(&c.cmd("MAIL FROM:<jörg@x.test>")), "553 5.6.7");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Sends `n` messages on one session; returns (queue id, body) of each.
@@ -1120,8 +1057,8 @@ fn send_messages(addr: SocketAddr, from: &str, w: usize, n: usize) -> Vec<(Strin
 #[test]
 fn group_commit_stores_every_acknowledged_message_byte_for_byte() {
     let dir = tempdir("esmtp-group");
-    let srv = Smtp::start(&maildir_conf(&dir, ""));
-    let addr = srv.addr();
+    let srv = start_esmtp(&maildir_conf(&dir, ""));
+    let addr = esmtp_addr(&srv);
     let workers: Vec<_> = (0..40)
         .map(|w| std::thread::spawn(move || send_messages(addr, "127.0.0.1", w, 10)))
         .collect();
@@ -1137,7 +1074,6 @@ fn group_commit_stores_every_acknowledged_message_byte_for_byte() {
     assert_eq!(files(&dir, "new").len(), 400);
     // tmp/ names go just after the answers (see delivery.rs)
     wait_until("tmp/ empty", || files(&dir, "tmp").is_empty());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -1151,8 +1087,8 @@ fn a_failing_maildir_beside_a_good_one_fails_only_its_own_messages() {
         maildir_conf(&good, ""),
         bad.display()
     );
-    let srv = Smtp::start(&conf);
-    let addr = srv.addr();
+    let srv = start_esmtp(&conf);
+    let addr = esmtp_addr(&srv);
     let workers: Vec<_> = (0..20)
         .map(|w| {
             let from = if w % 2 == 0 { "127.0.0.1" } else { "127.0.0.2" };
@@ -1173,8 +1109,6 @@ fn a_failing_maildir_beside_a_good_one_fails_only_its_own_messages() {
     assert_eq!(files(&good, "new").len(), 50);
     wait_until("tmp/ empty", || files(&good, "tmp").is_empty());
     assert!(!bad.join("new").exists());
-    let _ = std::fs::remove_dir_all(&good);
-    let _ = std::fs::remove_dir_all(&bad);
 }
 
 #[test]
@@ -1184,8 +1118,8 @@ fn aborted_message_is_removed_by_the_pool_and_a_refusing_pool_gets_451() {
         "[ThreadPool \"disk\"]\nConcurrency = 2\n{}",
         maildir_conf(&dir, "Pool_Name = disk")
     );
-    let srv = Smtp::start(&conf);
-    let mut c = C::connect(srv.addr());
+    let srv = start_esmtp(&conf);
+    let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     c.cmd("EHLO x");
     c.cmd("MAIL FROM:<a@x>");
@@ -1210,5 +1144,4 @@ fn aborted_message_is_removed_by_the_pool_and_a_refusing_pool_gets_451() {
     assert!(r.starts_with("451 4.3.0 "), "{r}");
     assert_eq!(code(&c.cmd("NOOP")), "250 2.0.0");
     assert!(files(&dir, "new").is_empty());
-    let _ = std::fs::remove_dir_all(&dir);
 }

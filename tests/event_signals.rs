@@ -2,14 +2,18 @@
 //! dispositions are process-wide). The tests take turns (`SIGNALS`): they share the
 //! process's handlers and its one self-pipe.
 
+#[path = "util/deadline.rs"]
+mod deadline;
+
 use std::cell::RefCell;
-use std::process::Command;
 use std::sync::{mpsc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use netlistener::event::{Closure, Event};
 use netlistener::scheduler::*;
 use netlistener::sys::raise_signal;
+
+use deadline::run_with_deadline;
 
 static SIGNALS: Mutex<()> = Mutex::new(());
 
@@ -30,32 +34,17 @@ fn record(signo: i32) {
     GOT.with(|g| g.borrow_mut().push(signo));
 }
 
-fn deadline(_e: &mut Event, _et: i32, _c: &mut Closure, _now: Instant) -> i32 {
-    GOT.with(|g| g.borrow_mut().push(-1));
-    stop_scheduler();
-    0
-}
-
-/// Runs the loop until a callback stops it, or 10 s pass (recorded as `-1`).
-fn run_with_deadline(s: &Scheduler) {
-    let w = schedule_timer(Duration::from_secs(10), deadline, Box::new(()));
-    s.run();
-    clear_timed_event(w);
-}
-
-fn kill(sig: &str) {
-    let st = Command::new("kill")
-        .args([sig, &std::process::id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
+/// Sends `signo` to this process with kill(2): to the process, not to one thread as
+/// `raise_signal` does, as another process would.
+fn kill(signo: i32) {
+    netlistener::sys::kill(std::process::id(), signo).unwrap();
 }
 
 fn on_hup(signo: i32, _now: Instant) {
     record(signo);
     // Raise the next one from the loop itself, proving the handler is re-armed.
     if got().len() == 1 {
-        kill("-USR1");
+        kill(libc::SIGUSR1);
     }
 }
 
@@ -70,8 +59,8 @@ fn signals_arrive_on_the_scheduler_thread_through_the_self_pipe() {
     let s = Scheduler::new().unwrap();
     on_signal(libc::SIGHUP, on_hup).unwrap();
     on_signal(libc::SIGUSR1, record_and_stop).unwrap();
-    kill("-HUP");
-    run_with_deadline(&s);
+    kill(libc::SIGHUP);
+    run_with_deadline(&s, 10);
     assert_eq!(got(), vec![libc::SIGHUP, libc::SIGUSR1]);
 }
 
@@ -90,7 +79,7 @@ fn sigterm_and_sigint_reach_their_callbacks() {
     on_signal(libc::SIGINT, record_term_int).unwrap();
     raise_signal(libc::SIGTERM).unwrap();
     raise_signal(libc::SIGINT).unwrap();
-    run_with_deadline(&s);
+    run_with_deadline(&s, 10);
     // Pending signals are delivered in numeric order: INT (2) before TERM (15).
     assert_eq!(got(), vec![libc::SIGINT, libc::SIGTERM]);
 }
@@ -114,7 +103,7 @@ fn a_panicking_signal_callback_does_not_stop_later_signals() {
     raise_signal(libc::SIGHUP).unwrap();
     // In a later iteration, after the panic was handled.
     schedule_timer(Duration::from_millis(50), raise_term_later, Box::new(()));
-    run_with_deadline(&s);
+    run_with_deadline(&s, 10);
     assert_eq!(got(), vec![libc::SIGHUP, libc::SIGTERM]);
 }
 
@@ -133,7 +122,7 @@ fn a_full_self_pipe_never_hides_a_signal() {
         raise_signal(libc::SIGHUP).unwrap();
     }
     raise_signal(libc::SIGTERM).unwrap();
-    run_with_deadline(&s);
+    run_with_deadline(&s, 10);
     // Repeated HUPs coalesce (as the kernel's pending signals do); the TERM is not lost.
     assert_eq!(got(), vec![libc::SIGHUP, libc::SIGTERM]);
 }
@@ -159,6 +148,6 @@ fn dropping_a_scheduler_that_lost_the_signals_leaves_them_to_their_owner() {
     drop_tx.send(()).unwrap();
     first.join().unwrap();
     raise_signal(libc::SIGTERM).unwrap();
-    run_with_deadline(&s);
+    run_with_deadline(&s, 10);
     assert_eq!(got(), vec![libc::SIGTERM]);
 }

@@ -6,11 +6,20 @@
 //! `Child::kill`) when dropped, so a failing test never leaves a daemon behind.
 #![allow(dead_code)]
 
+// A binary that also has `mod util;` (which includes it too) gets two copies of these few
+// functions: harmless, and what lets either helper set be included alone.
+#[allow(clippy::duplicate_mod)]
+#[path = "deadline.rs"]
+mod deadline;
+
+pub use deadline::{poll_until, wait_within};
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The daemon binary cargo built for this test run.
@@ -78,62 +87,66 @@ impl Drop for TestDir {
     }
 }
 
-/// Runs `cmd` with stdout and stderr captured, killing it after `deadline`.
+/// Runs `cmd` with stdout and stderr captured and stdin on `/dev/null`; fails the test (the
+/// command killed) if it does not finish within `deadline`.
 pub fn run_with_deadline(cmd: &mut Command, deadline: Duration) -> Output {
+    run_captured(cmd, None, deadline)
+}
+
+/// Like [`run_with_deadline`], with `input` written to the command's stdin, which is then
+/// closed.
+pub fn run_with_input(cmd: &mut Command, input: &[u8], deadline: Duration) -> Output {
+    run_captured(cmd, Some(input.to_vec()), deadline)
+}
+
+/// How long the pipes of a command that has exited may stay open: longer only when a
+/// process it started still holds them.
+const PIPE_GRACE: Duration = Duration::from_secs(10);
+
+fn run_captured(cmd: &mut Command, input: Option<Vec<u8>>, deadline: Duration) -> Output {
+    let stdin = if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let status = wait_deadline(&mut child, deadline).unwrap_or_else(|| {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("{cmd:?} did not finish within {deadline:?}");
-    });
+    // Written on its own thread: a command that does not read its input must not block the
+    // test before the deadline below is even reached. Dropping the pipe closes stdin.
+    if let (Some(data), Some(mut w)) = (input, child.stdin.take()) {
+        std::thread::spawn(move || {
+            let _ = w.write_all(&data);
+        });
+    }
+    let out = read_to_end_on_thread(child.stdout.take().expect("stdout"));
+    let err = read_to_end_on_thread(child.stderr.take().expect("stderr"));
+    let status = wait_within(&mut child, deadline)
+        .unwrap_or_else(|| panic!("{cmd:?} did not finish within {deadline:?}"));
+    let collect = |rx: mpsc::Receiver<Vec<u8>>, what: &str| {
+        rx.recv_timeout(PIPE_GRACE)
+            .unwrap_or_else(|_| panic!("{cmd:?} exited but its {what} stayed open"))
+    };
     Output {
         status,
-        stdout: t_out.join().unwrap_or_default(),
-        stderr: t_err.join().unwrap_or_default(),
+        stdout: collect(out, "stdout"),
+        stderr: collect(err, "stderr"),
     }
 }
 
-/// Waits for `child` to exit, up to `deadline`.
-pub fn wait_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
-    let end = Instant::now() + deadline;
-    loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            return Some(st);
-        }
-        if Instant::now() >= end {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Polls `f` every 20 ms until it returns `Some`, or panics with `what` after `deadline`.
-pub fn poll_until<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let end = Instant::now() + deadline;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out after {deadline:?}: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Reads `r` to its end on a thread; the bytes arrive on the channel (what was read before
+/// an error, if one comes).
+fn read_to_end_on_thread(mut r: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = r.read_to_end(&mut v);
+        let _ = tx.send(v);
+    });
+    rx
 }
 
 /// `netlistenerd ARGS` run to completion (for `--check`, `--version`, start-up failures).
@@ -255,14 +268,10 @@ impl Daemon {
         r.stdout
     }
 
-    /// Sends a signal by name (`HUP`, `TERM`) with kill(1).
-    pub fn signal(&self, sig: &str) {
-        let st = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("run kill");
-        assert!(st.success(), "kill -{sig} {}", self.pid());
+    /// Sends signal `signo` (`libc::SIGHUP`, `libc::SIGTERM`, …) to the daemon.
+    pub fn signal(&self, signo: i32) {
+        netlistener::sys::kill(self.pid(), signo)
+            .unwrap_or_else(|e| panic!("kill({}, {signo}): {e}", self.pid()));
     }
 
     /// The rows of `listeners` for `kind`: (configured address, bound address, state).
@@ -280,9 +289,10 @@ impl Daemon {
             .collect()
     }
 
-    /// Waits for the daemon to exit, up to `deadline`.
+    /// Waits for the daemon to exit, up to `deadline`; `None` if it had not (it is killed
+    /// then).
     pub fn wait_exit(&mut self, deadline: Duration) -> Option<ExitStatus> {
-        wait_deadline(&mut self.child, deadline)
+        wait_within(&mut self.child, deadline)
     }
 
     /// The daemon's resident set size in KiB (Linux `/proc`).

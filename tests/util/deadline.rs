@@ -1,14 +1,21 @@
-//! Deadlines for tests that run a scheduler, accept, or wait for a child process: a hang
-//! fails the test instead of blocking CI.
+//! Deadlines for every test binary: running a scheduler, accepting, polling a condition and
+//! waiting for a child process all fail the test (or report `None`) at their deadline
+//! instead of blocking CI.
+//!
+//! The one copy of these waits: `util/mod.rs` and `util/daemon.rs` include this file and
+//! re-export what they need, other binaries include it by `#[path = "util/deadline.rs"]`.
 #![allow(dead_code)]
 
 use std::cell::Cell;
 use std::net::{TcpListener, TcpStream};
-use std::process::Child;
+use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 use netlistener::event::{Closure, Event};
 use netlistener::scheduler::{clear_timed_event, schedule_timer, stop_scheduler, Scheduler};
+
+/// How often the polling waits below look again.
+const POLL: Duration = Duration::from_millis(10);
 
 thread_local! {
     static TIMED_OUT: Cell<bool> = const { Cell::new(false) };
@@ -50,16 +57,32 @@ pub fn accept_within(l: &TcpListener, limit: Duration) -> TcpStream {
     }
 }
 
-/// Waits for `child` to exit, killing it after `limit`.
-pub fn wait_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+/// Waits for `child` to exit, up to `limit` (`Duration::ZERO`: looks once). A child still
+/// running then is killed and reaped, so a hung one never outlives its test, and the result
+/// is `None`.
+pub fn wait_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if let Some(st) = child.try_wait().unwrap() {
+    loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
             return Some(st);
         }
-        std::thread::sleep(Duration::from_millis(10));
+        if Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(POLL);
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
+}
+
+/// Polls `f` until it returns `Some`, or fails the test with `what` after `deadline`.
+pub fn poll_until<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out after {deadline:?}: {what}");
+        std::thread::sleep(POLL);
+    }
 }

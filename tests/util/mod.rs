@@ -2,6 +2,12 @@
 //! test module, and clients with deadlines.
 #![allow(dead_code)]
 
+pub mod deadline;
+pub mod temp_dir;
+
+pub use deadline::poll_until;
+pub use temp_dir::tempdir;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::mpsc;
@@ -137,26 +143,44 @@ impl Server {
     }
 
     /// Starts a scheduler thread that runs `register` (the test's own listener types), then
-    /// loads `conf` and starts listening.
+    /// loads `conf` and starts listening; panics if the configuration is refused.
     pub fn start_with(register: impl FnOnce() + Send + 'static, conf: Conf) -> Server {
+        Server::try_start_with(register, conf).unwrap_or_else(|e| panic!("config: {e}"))
+    }
+
+    /// Like [`Server::start_with`], returning the configuration errors (their text) when
+    /// `conf` is refused; the scheduler thread has ended then.
+    pub fn try_start_with(
+        register: impl FnOnce() + Send + 'static,
+        conf: Conf,
+    ) -> Result<Server, String> {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             let s = Scheduler::new().unwrap();
             register();
-            match conf {
+            let loaded = match conf {
                 Conf::Text(t) => netlistener_load_config_str("test.conf", &t).map(|_| ()),
                 Conf::Path(p) => netlistener_load_config(&p).map(|_| ()),
+            };
+            if let Err(e) = loaded {
+                let _ = tx.send(Err(e.to_string()));
+                netlistener_reset();
+                return;
             }
-            .unwrap_or_else(|e| panic!("config: {e}"));
             netlistener_start().unwrap();
-            tx.send(s.handle()).unwrap();
+            tx.send(Ok(s.handle())).unwrap();
             s.run();
             netlistener_reset();
         });
-        let handle = rx.recv_timeout(DEADLINE).expect("server started");
-        Server {
-            handle,
-            thread: Some(thread),
+        match rx.recv_timeout(DEADLINE).expect("server started") {
+            Ok(handle) => Ok(Server {
+                handle,
+                thread: Some(thread),
+            }),
+            Err(e) => {
+                let _ = thread.join();
+                Err(e)
+            }
         }
     }
 
@@ -247,46 +271,7 @@ impl Client {
     }
 }
 
-/// Polls `cond` until it holds or the deadline passes.
+/// Polls `cond` until it holds, or fails the test after [`DEADLINE`].
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + DEADLINE;
-    while Instant::now() < end {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("timed out waiting for: {what}");
-}
-
-pub fn tempdir(tag: &str) -> TempDir {
-    let d = std::env::temp_dir().join(
-        format!("nl-test-{tag}-{}-{:?}", std::process::id(), Instant::now())
-            .replace([' ', ':', '.'], "_"),
-    );
-    std::fs::create_dir_all(&d).unwrap();
-    TempDir(d)
-}
-
-/// A directory under the system temp dir, removed with everything in it when dropped (also
-/// when the test fails). Derefs to its path.
-pub struct TempDir(std::path::PathBuf);
-
-impl std::ops::Deref for TempDir {
-    type Target = std::path::PathBuf;
-    fn deref(&self) -> &std::path::PathBuf {
-        &self.0
-    }
-}
-
-impl AsRef<std::path::Path> for TempDir {
-    fn as_ref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    poll_until(what, DEADLINE, || cond().then_some(()));
 }
