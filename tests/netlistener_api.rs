@@ -319,6 +319,52 @@ fn wildcard_to_specific_on_the_same_port_in_one_reload() {
     assert_eq!(c.line(), "Alpha hi");
 }
 
+/// Linux: how often the accept threads of `kind` went to sleep so far (their voluntary
+/// context switches, from /proc).
+#[cfg(target_os = "linux")]
+fn accept_thread_sleeps(kind: &str) -> u64 {
+    let prefix = format!("accept-{kind}-");
+    let mut n = 0;
+    for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with(&prefix) {
+            continue;
+        }
+        let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        n += status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .map_or(0, |v| v.trim().parse::<u64>().unwrap());
+    }
+    n
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_lone_connection_wakes_one_accept_thread_not_all() {
+    const THREADS: u64 = 8;
+    const N: u64 = 200;
+    let conf = format!(
+        "[Herd_Listener]\n[Herd_Listener Listen \"127.0.0.1:0\"]\nConcurrency = {THREADS}\n"
+    );
+    let srv = Server::start(&["Herd"], Conf::Text(conf));
+    let addr = srv.addrs("Herd_Listener")[0];
+    assert_eq!(Client::connect(addr).line(), "Herd hi");
+    let before = accept_thread_sleeps("Herd");
+    // One at a time: every thread is idle when the next connection arrives.
+    for _ in 0..N {
+        assert_eq!(Client::connect(addr).line(), "Herd hi");
+    }
+    let slept = accept_thread_sleeps("Herd") - before;
+    // If every idle thread polled the socket, each connection would wake all of them, and
+    // each would sleep again: >= THREADS sleeps a connection. With one thread in poll, the
+    // woken one and the one taking its turn sleep again: about 2.
+    assert!(
+        slept < N * THREADS / 2,
+        "{slept} sleeps of {THREADS} accept threads for {N} connections"
+    );
+}
+
 #[test]
 fn idle_timeout_reaps_the_silent_client_only() {
     let conf = "[Alpha_Listener]\nIdle_Time = 300ms\n[Alpha_Listener Listen \"127.0.0.1:0\"]\n";

@@ -5,12 +5,15 @@
 //!
 //! # Summary
 //! With `Concurrency = 0` the scheduler accepts on readiness, at most `Events_Per_Iter` per
-//! wake-up. With `Concurrency = N`, N accept threads block in `poll(2)` on the socket and a
-//! wake pipe, accept, run the layer's checks (`Deny`, the session caps) and the module's
-//! acceptor, and queue survivors to the scheduler (bounded by `Accept_Queue_Backlog`: a full
-//! queue makes them wait, leaving connections in the kernel backlog); the scheduler starts at
-//! most `Events_Per_Iter` of them per iteration. A connection becomes a session — counted in
-//! `accepted`, `active`, `peak` — only once the acceptor passed it.
+//! wake-up. With `Concurrency = N`, N accept threads accept, run the layer's checks (`Deny`,
+//! the session caps) and the module's acceptor, and queue survivors to the scheduler (bounded
+//! by `Accept_Queue_Backlog`: a full queue makes them wait, leaving connections in the kernel
+//! backlog); the scheduler starts at most `Events_Per_Iter` of them per iteration. The
+//! socket is non-blocking: a thread calls `accept(2)` first and waits in `poll(2)` (on the
+//! socket and a wake pipe) only after `EAGAIN`, one thread at a time, so a backlog costs one
+//! syscall per connection and a lone connection wakes one thread, not N. A connection
+//! becomes a session — counted in `accepted`, `active`, `peak` — only once the acceptor
+//! passed it.
 //!
 //! # Contract
 //! - An admitted connection is never lost. When accepting stops (a reload that changes
@@ -19,8 +22,9 @@
 //!   is pending whenever it is not empty.
 //! - Stopping never blocks the scheduler: accept threads are signalled and detached, never
 //!   joined. They own only `Arc`s (the layer's state, the Listen, the queue, the wake pipe)
-//!   and a `Weak` of the listening socket, upgraded only around `poll` + `accept` — so a
-//!   closed Listen's socket really closes even while a thread sits in a slow acceptor.
+//!   and a `Weak` of the listening socket, upgraded only for one `accept` or one `poll` —
+//!   so a closed Listen's socket really closes even while a thread sits in a slow acceptor,
+//!   and a thread in `poll` lets go as soon as the stop reaches it.
 //!
 //! # Diagnostics
 //! Accept errors never stop a listener. Errors of one connection (`ECONNABORTED`, `EINTR`,
@@ -37,7 +41,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use crate::config::PeerAddr;
@@ -475,6 +479,7 @@ fn start_threads(
         queue: queue.clone(),
     };
     let handle = scheduler::current_handle();
+    let poll_turn = Arc::new(Mutex::new(()));
     for n in 0..s.concurrency {
         let t = AcceptThread {
             ctx: ctx.clone(),
@@ -482,6 +487,7 @@ fn start_threads(
             wake: wake_r.clone(),
             queue: queue.clone(),
             handle: handle.clone(),
+            poll_turn: poll_turn.clone(),
         };
         let name = format!("accept-{}-{n}", ctx.inst.def.name);
         // Detached: see the module's contract.
@@ -502,61 +508,114 @@ struct AcceptThread {
     wake: Arc<OwnedFd>,
     queue: Arc<AcceptQueue>,
     handle: SchedulerHandle,
+    /// The turn to wait in `poll` on the socket, shared by the threads of one start.
+    poll_turn: Arc<Mutex<()>>,
 }
 
-/// One turn of an accept thread's loop; `Instant`: when the failed or successful call started.
+/// One accept call; `Instant`: when it started.
 enum Step {
     Stop,
-    Idle,
     Accepted(Instant, OwnedFd, Option<SocketAddr>),
-    Failed(Instant, &'static str, io::Error),
+    Failed(Instant, io::Error),
+}
+
+/// How a wait for the socket to become readable ended.
+enum Wait<'a> {
+    /// Readable: the turn, to hold through the accept that follows.
+    Ready(MutexGuard<'a, ()>),
+    Stop,
+    Failed(Instant, io::Error),
 }
 
 impl AcceptThread {
+    /// Accepts until stopped: `accept(2)` first — the socket is non-blocking — and `poll(2)`
+    /// only after `EAGAIN`, so a backlog is drained at one syscall a connection.
     fn run(self) {
-        while !self.queue.stop.load(Ordering::Acquire) {
-            match self.next() {
+        // Held from a readiness report through the accept it announced (see `wait_readable`).
+        let mut turn = None;
+        while !self.stopped() {
+            let step = self.accept();
+            drop(turn.take());
+            let (attempt, err) = match step {
                 Step::Stop => return,
-                Step::Idle => {}
                 Step::Accepted(attempt, fd, remote) => {
                     let now = Instant::now();
                     after_success(&self.ctx, attempt, now);
                     if let Some(ev) = admit(&self.ctx, fd, remote, now) {
                         self.enqueue(ev);
                     }
+                    continue;
                 }
-                Step::Failed(attempt, call, err) => {
-                    let next = after_error(&self.ctx, call, &err, attempt, Instant::now());
-                    if let Next::Away(d) = next {
-                        // Sleep on the wake pipe so a stop is not delayed by the back-off;
-                        // round up so a sub-millisecond rest never becomes a busy loop.
-                        let ms = d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-                        let w = self.wake.as_raw_fd();
-                        let _ = sys::poll_two(w, w, ms);
+                Step::Failed(attempt, err) => (attempt, err),
+            };
+            // A close's shutdown(2) fails the accept of a thread told to stop: not an error
+            // of the socket, so neither counted nor logged.
+            if self.stopped() {
+                return;
+            }
+            if let Next::Readiness = self.failed("accept", attempt, &err) {
+                match self.wait_readable() {
+                    Wait::Ready(t) => turn = Some(t),
+                    Wait::Stop => return,
+                    Wait::Failed(at, e) => {
+                        self.failed("poll", at, &e);
                     }
                 }
             }
         }
     }
 
-    /// Waits for a connection and accepts it. The socket is held only here: the poll ends at
-    /// once on a stop, so closing a Listen never waits for a thread busy elsewhere.
-    fn next(&self) -> Step {
+    fn stopped(&self) -> bool {
+        self.queue.stop.load(Ordering::Acquire)
+    }
+
+    /// One non-blocking accept. The socket is held only for the call.
+    fn accept(&self) -> Step {
         let Some(sock) = self.sock.upgrade() else {
             return Step::Stop;
         };
-        let polled = Instant::now();
-        match sys::poll_two(sock.as_raw_fd(), self.wake.as_raw_fd(), -1) {
-            Ok((_, true)) => Step::Stop,
-            Ok((false, false)) => Step::Idle,
-            Ok((true, false)) => {
-                let attempt = Instant::now();
-                match sys::accept(sock.as_raw_fd()) {
-                    Ok((fd, remote)) => Step::Accepted(attempt, fd, remote),
-                    Err(e) => Step::Failed(attempt, "accept", e),
-                }
+        let attempt = Instant::now();
+        match sys::accept(sock.as_raw_fd()) {
+            Ok((fd, remote)) => Step::Accepted(attempt, fd, remote),
+            Err(e) => Step::Failed(attempt, e),
+        }
+    }
+
+    /// The accept-error path shared with the scheduler mode; rests out a back-off here, on
+    /// the wake pipe, so a stop is not delayed by it.
+    fn failed(&self, call: &str, attempt: Instant, err: &io::Error) -> Next {
+        let next = after_error(&self.ctx, call, err, attempt, Instant::now());
+        if let Next::Away(d) = next {
+            // Round up so a sub-millisecond rest never becomes a busy loop.
+            let ms = d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+            let w = self.wake.as_raw_fd();
+            let _ = sys::poll_two(w, w, ms);
+        }
+        next
+    }
+
+    /// Waits until the socket is readable or accepting stops. One thread of the Listen at a
+    /// time waits in `poll`, the others wait for its turn, so a connection wakes one thread,
+    /// not all N (N polls, then N − 1 accepts failing with `EAGAIN`). The turn is returned
+    /// to be held through the accept that follows, so the next thread's poll does not report
+    /// the same connection again. The socket is held only while polling; the poll ends at
+    /// once on a stop (the wake pipe), so closing a Listen never waits for a thread.
+    fn wait_readable(&self) -> Wait<'_> {
+        let turn = self.poll_turn.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if self.stopped() {
+                return Wait::Stop;
             }
-            Err(e) => Step::Failed(polled, "poll", e),
+            let Some(sock) = self.sock.upgrade() else {
+                return Wait::Stop;
+            };
+            let polled = Instant::now();
+            match sys::poll_two(sock.as_raw_fd(), self.wake.as_raw_fd(), -1) {
+                Ok((_, true)) => return Wait::Stop,
+                Ok((true, false)) => return Wait::Ready(turn),
+                Ok((false, false)) => {} // EINTR
+                Err(e) => return Wait::Failed(polled, e),
+            }
         }
     }
 
