@@ -810,6 +810,16 @@ pub fn shutdown_write(fd: RawFd) {
     }
 }
 
+/// Shuts down the read side of a socket (best effort). On a listening socket this ends
+/// listening for every descriptor of it and wakes threads in `poll(2)` or `accept(2)` on it
+/// (Linux; other systems may only wake them, see `netlistener::listen`).
+pub fn shutdown_read(fd: RawFd) {
+    // SAFETY: shutdown(2) with integer arguments; an error is deliberately ignored.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RD);
+    }
+}
+
 /// Waits until `fd` or `wake_fd` is readable (or `timeout_ms` passes; -1 waits forever).
 /// Returns `(fd readable, wake_fd readable)`. Used by accept threads, which block here
 /// instead of spinning on a non-blocking listening socket.

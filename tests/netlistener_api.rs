@@ -319,6 +319,31 @@ fn wildcard_to_specific_on_the_same_port_in_one_reload() {
     assert_eq!(c.line(), "Alpha hi");
 }
 
+#[test]
+fn a_port_its_accept_threads_still_hold_is_free_in_the_same_reload() {
+    // Closing a Listen does not wait for its accept threads: shutdown(2) ends listening at
+    // once, so the same reload binds the port again while they are still letting go of it.
+    let dir = tempdir("rebind-threads");
+    let file = dir.join("nl.conf");
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let conf = |addr: &str| {
+        format!("[Alpha_Listener]\n[Alpha_Listener Listen \"{addr}:{port}\"]\nConcurrency = 4\n")
+    };
+    write_conf(&file, &conf("*"));
+    let srv = Server::start(&["Alpha"], Conf::Path(file.clone()));
+    for round in 0..20 {
+        let addr = ["127.0.0.1", "*"][round % 2];
+        write_conf(&file, &conf(addr));
+        reload(&srv);
+        let r = srv.report();
+        assert_eq!(r[0].state, "listening", "round {round} ({addr}): {r:?}");
+        let mut c = Client::connect(format!("127.0.0.1:{port}").parse().unwrap());
+        assert_eq!(c.line(), "Alpha hi");
+    }
+}
+
 /// Linux: how often the accept threads of `kind` went to sleep so far (their voluntary
 /// context switches, from /proc).
 #[cfg(target_os = "linux")]

@@ -11,7 +11,10 @@
 //!
 //! # Contract
 //! Created, reconfigured and closed on the scheduler thread only. Nothing here blocks that
-//! thread on another thread: stopping signals the accept threads and never joins them.
+//! thread on another thread: stopping signals the accept threads and never joins them, and
+//! closing ends listening with `shutdown(2)` and lets the last accept thread holding the
+//! socket close it — on Linux without waiting; elsewhere, where only the last close frees
+//! the port, it waits at most 5 ms for the threads to let go.
 //!
 //! # Diagnostics
 //! A socket that cannot open records the failing syscall and errno ([`ListenState::Failed`])
@@ -35,9 +38,18 @@ use crate::sys::{self, SockError, SockOpts, UnixProbe};
 use super::accept::{self, AcceptCtx, Acceptor, Backoff};
 use super::session::{ListenInfo, Shared};
 
-/// How long a close waits for accept threads to let go of the socket. They hold it only
-/// inside `poll` + `accept`, which a stop ends at once, so this is a safety net.
-const SOCKET_RELEASE_WAIT: Duration = Duration::from_secs(1);
+/// True where `shutdown(2)` on a listening TCP socket ends listening for every descriptor of
+/// it, so the port can be bound again at once (with `SO_REUSEADDR`) while an accept thread
+/// still holds a descriptor: Linux and Android, where the socket leaves `LISTEN` (pending
+/// connections are reset, as a close does). Elsewhere the port is free only once the last
+/// descriptor closes.
+const SHUTDOWN_ENDS_LISTENING: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
+/// Where [`SHUTDOWN_ENDS_LISTENING`] is false: how long a close waits for the accept threads,
+/// already told to stop, to let go of the socket. They hold it for one non-blocking `accept`
+/// or one `poll` that the stop ends, so a few microseconds; this bounds a thread the OS has
+/// not run yet.
+const SOCKET_RELEASE_WAIT: Duration = Duration::from_millis(5);
 
 /// The socket-level settings of one Listen, resolved from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +99,8 @@ pub(crate) struct Instance {
     pub info: Arc<ListenInfo>,
     pub settings: ListenSettings,
     pub state: ListenState,
-    /// The socket. Accept threads hold a `Weak` of it, so dropping this closes it.
+    /// The socket. Accept threads hold a `Weak` of it, upgraded for one call at a time, so
+    /// dropping this closes it (or the thread that still holds it does, a moment later).
     sock: Option<Arc<OwnedFd>>,
     acceptor: Option<Acceptor>,
     unix: Option<UnixFile>,
@@ -274,29 +287,31 @@ impl Instance {
         }
     }
 
-    /// Drops our reference to the socket and waits (bounded) until accept threads let go of
-    /// theirs, so the port or path is free when this returns (a reload may bind it again).
+    /// Ends listening and drops our reference to the socket, so the same reload can bind its
+    /// port or path again. The accept threads, already told to stop, let go within one call;
+    /// the last one closes it. Where `shutdown(2)` does not end listening
+    /// ([`SHUTDOWN_ENDS_LISTENING`]), waits at most [`SOCKET_RELEASE_WAIT`] for them.
     fn release_socket(&mut self) {
-        let Some(mut sock) = self.sock.take() else {
+        let Some(sock) = self.sock.take() else {
             return;
         };
+        sys::shutdown_read(sock.as_raw_fd());
+        if SHUTDOWN_ENDS_LISTENING {
+            return;
+        }
         let end = Instant::now() + SOCKET_RELEASE_WAIT;
-        loop {
-            match Arc::try_unwrap(sock) {
-                Ok(fd) => return drop(fd),
-                Err(s) if Instant::now() < end => {
-                    sock = s;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(_) => {
-                    log::warn!(
-                        "{} Listen \"{}\": an accept thread still holds the socket; it closes when that thread stops",
-                        self.info.def.scope,
-                        self.info.address
-                    );
-                    return;
-                }
+        let mut sock = sock;
+        while let Err(s) = Arc::try_unwrap(sock) {
+            if Instant::now() >= end {
+                log::debug!(
+                    "{} Listen \"{}\": an accept thread still holds the socket; it closes when that thread lets go",
+                    self.info.def.scope,
+                    self.info.address
+                );
+                return;
             }
+            sock = s;
+            std::thread::sleep(Duration::from_micros(100));
         }
     }
 
