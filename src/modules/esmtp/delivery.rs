@@ -72,13 +72,26 @@ pub const FAILED: &str = "Error: local delivery failed, try again later";
 const NAME_TRIES: usize = 8;
 
 /// Where accepted messages go. C: the `Delivery` option.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Delivery {
     /// Count and drop (benchmarks, sinks).
     Discard,
     /// Write into this Maildir (`tmp/`, `new/`, `cur/` are created as needed).
-    Maildir(Arc<Path>),
+    Maildir(Arc<Maildir>),
 }
+
+impl PartialEq for Delivery {
+    /// Two Maildirs are equal when they are the same one: [`Maildir::get`] gives one per path.
+    fn eq(&self, other: &Delivery) -> bool {
+        match (self, other) {
+            (Delivery::Discard, Delivery::Discard) => true,
+            (Delivery::Maildir(a), Delivery::Maildir(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Delivery {}
 
 /// The body of the message being received, bounded: the glue feeds the engine at most
 /// [`BodyBuf::room`] octets at a time and spills when [`BodyBuf::wants_spill`], so at most
@@ -197,19 +210,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Maildir {
-    /// The shared state of the Maildir at `path` (one per path in the process).
+    /// The shared state of the Maildir at `path` (one per path in the process). Takes a
+    /// process-wide lock: sessions get theirs through the per-thread cache of the `options`
+    /// module, which calls this once per configured value.
     pub fn get(path: &Path) -> Arc<Maildir> {
         static ALL: OnceLock<Mutex<HashMap<PathBuf, Arc<Maildir>>>> = OnceLock::new();
         let mut all = lock(ALL.get_or_init(Default::default));
-        all.entry(path.to_path_buf())
-            .or_insert_with(|| {
-                Arc::new(Maildir {
-                    path: path.to_path_buf(),
-                    ready: AtomicBool::new(false),
-                    queue: Mutex::new(CommitQueue::default()),
-                })
-            })
-            .clone()
+        if let Some(md) = all.get(path) {
+            return md.clone();
+        }
+        let md = Arc::new(Maildir {
+            path: path.to_path_buf(),
+            ready: AtomicBool::new(false),
+            queue: Mutex::new(CommitQueue::default()),
+        });
+        all.insert(path.to_path_buf(), md.clone());
+        md
     }
 
     /// The Maildir's directory.

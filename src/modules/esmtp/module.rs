@@ -175,8 +175,8 @@ fn esmtp_listener(e: &mut Event, et: i32, closure: &mut Closure, now: Instant) -
     let conf = SessionConf::fetch(ac, &slots);
     let disk = match conf.delivery {
         Delivery::Discard => None,
-        Delivery::Maildir(dir) => Some(Box::new(Disk {
-            md: Maildir::get(&dir),
+        Delivery::Maildir(md) => Some(Box::new(Disk {
+            md,
             host: conf.received_host,
             pool: session_pool(ac),
             write: MaildirWrite::default(),

@@ -7,8 +7,10 @@
 //! [`Slots::register`] registers every option with its type, default, validator and scopes
 //! (`<Type>_Listener`, `Listen`, `Peer`, and `Pathway`/`Pathway_Group` so the whole fallback
 //! chain applies). [`SessionConf::fetch`] resolves them once per session from the generation
-//! the session started with; equal [`Params`] are shared between sessions through a small
-//! per-thread cache, so a session carries an `Arc`, not its own copy of every string.
+//! the session started with; sessions whose values are equal share one [`SessionConf`]
+//! through a small per-thread cache, so a session carries `Arc`s, not its own copy of every
+//! string, and its Maildir is looked up in the process-wide registry once per value, not
+//! once per session.
 //!
 //! # Contract
 //! Register on the scheduler thread before the configuration is loaded; fetch only with an
@@ -25,7 +27,7 @@ use std::sync::{Arc, OnceLock};
 use crate::config::{OptionDef, OptionType, Scopes, Slot, Value};
 use crate::netlistener::{netlistener_register_option, AcceptConstruct, NetError, NetlistenerDef};
 
-use super::delivery::Delivery;
+use super::delivery::{Delivery, Maildir};
 use super::params::{BareLf, Extensions, Params};
 
 /// Where the session options may be set: every listener scope plus pathways.
@@ -235,85 +237,182 @@ impl Slots {
 }
 
 /// What one session takes from the configuration at its start.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SessionConf {
     /// The engine's settings (shared with equal sessions).
     pub params: Arc<Params>,
-    /// Where accepted messages go.
+    /// Where accepted messages go (the Maildir resolved once per value, not per session).
     pub delivery: Delivery,
     /// `Received_Hostname`, resolved.
     pub received_host: Arc<str>,
 }
 
-thread_local! {
-    static CACHE: RefCell<Vec<(Arc<Params>, Arc<str>)>> = const { RefCell::new(Vec::new()) };
+/// The option values a [`SessionConf`] is built from: `Raw<&str, &[String]>` borrowed from
+/// the generation (no allocation), `Raw<String, Vec<String>>` owned by the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Raw<S, L> {
+    banner_hostname: S,
+    received_hostname: S,
+    static_banner: S,
+    extensions: L,
+    max_message_size: u64,
+    max_recipients_per_message: i64,
+    max_recipients_per_connection: i64,
+    max_receptions_per_connection: i64,
+    max_errors_per_connection: i64,
+    require_ehlo: bool,
+    max_line_length: i64,
+    bare_lf: S,
+    reconfig_message: S,
+    delivery: S,
+    maildir: S,
 }
 
-/// Distinct `Params` kept for sharing; a configuration with more distinct values per thread
-/// still works, the surplus sessions just own their copy.
-const CACHE_MAX: usize = 32;
+type RawRef<'a> = Raw<&'a str, &'a [String]>;
+type RawOwned = Raw<String, Vec<String>>;
 
-impl SessionConf {
-    /// Resolves every option for `ac` (Listen + Peer + Pathway fallback, the session's
-    /// generation).
-    pub fn fetch(ac: &AcceptConstruct, s: &Slots) -> SessionConf {
-        let host = match ac.fetch(s.banner_hostname).as_str() {
-            "" => system_hostname().to_string(),
-            h => h.to_string(),
-        };
-        let received = match ac.fetch(s.received_hostname).as_str() {
-            "" => host.clone(),
-            h => h.to_string(),
-        };
-        let banner = ac.fetch(s.static_banner).as_str();
-        let int = |slot| ac.fetch(slot).as_int().clamp(0, u32::MAX as i64) as u32;
-        let params = Params {
-            hostname: host,
-            static_banner: (!banner.is_empty()).then(|| banner.to_string()),
-            extensions: Extensions::from_names(ac.fetch(s.smtp_extensions).as_list())
-                .unwrap_or_default(),
+impl<'a> RawRef<'a> {
+    fn fetch(ac: &'a AcceptConstruct, s: &Slots) -> RawRef<'a> {
+        let str = |slot| ac.fetch(slot).as_str();
+        let int = |slot| ac.fetch(slot).as_int();
+        Raw {
+            banner_hostname: str(s.banner_hostname),
+            received_hostname: str(s.received_hostname),
+            static_banner: str(s.static_banner),
+            extensions: ac.fetch(s.smtp_extensions).as_list(),
             max_message_size: ac.fetch(s.max_message_size).as_size(),
             max_recipients_per_message: int(s.max_recipients_per_message),
             max_recipients_per_connection: int(s.max_recipients_per_connection),
             max_receptions_per_connection: int(s.max_receptions_per_connection),
             max_errors_per_connection: int(s.max_errors_per_connection),
             require_ehlo: ac.fetch(s.require_ehlo).as_bool(),
-            max_line_length: ac.fetch(s.max_line_length).as_int().max(3) as usize,
-            bare_lf: match ac.fetch(s.bare_lf).as_str().eq_ignore_ascii_case("allow") {
+            max_line_length: int(s.max_line_length),
+            bare_lf: str(s.bare_lf),
+            reconfig_message: str(s.reconfig_message),
+            delivery: str(s.delivery),
+            maildir: str(s.maildir),
+        }
+    }
+
+    fn keep(&self) -> RawOwned {
+        let o = |v: &str| v.to_string();
+        Raw {
+            banner_hostname: o(self.banner_hostname),
+            received_hostname: o(self.received_hostname),
+            static_banner: o(self.static_banner),
+            extensions: self.extensions.to_vec(),
+            max_message_size: self.max_message_size,
+            max_recipients_per_message: self.max_recipients_per_message,
+            max_recipients_per_connection: self.max_recipients_per_connection,
+            max_receptions_per_connection: self.max_receptions_per_connection,
+            max_errors_per_connection: self.max_errors_per_connection,
+            require_ehlo: self.require_ehlo,
+            max_line_length: self.max_line_length,
+            bare_lf: o(self.bare_lf),
+            reconfig_message: o(self.reconfig_message),
+            delivery: o(self.delivery),
+            maildir: o(self.maildir),
+        }
+    }
+
+    /// Builds the session's settings from the values (allocating; the cache calls it once
+    /// per distinct set of values).
+    fn build(&self) -> SessionConf {
+        let host = match self.banner_hostname {
+            "" => system_hostname(),
+            h => h,
+        };
+        let received = match self.received_hostname {
+            "" => host,
+            h => h,
+        };
+        let int = |v: i64| v.clamp(0, u32::MAX as i64) as u32;
+        let banner = self.static_banner;
+        let params = Params {
+            hostname: host.to_string(),
+            static_banner: (!banner.is_empty()).then(|| banner.to_string()),
+            extensions: Extensions::from_names(self.extensions).unwrap_or_default(),
+            max_message_size: self.max_message_size,
+            max_recipients_per_message: int(self.max_recipients_per_message),
+            max_recipients_per_connection: int(self.max_recipients_per_connection),
+            max_receptions_per_connection: int(self.max_receptions_per_connection),
+            max_errors_per_connection: int(self.max_errors_per_connection),
+            require_ehlo: self.require_ehlo,
+            max_line_length: self.max_line_length.max(3) as usize,
+            bare_lf: match self.bare_lf.eq_ignore_ascii_case("allow") {
                 true => BareLf::Allow,
                 false => BareLf::Reject,
             },
-            reconfig_message: ac.fetch(s.reconfig_message).as_str().to_string(),
+            reconfig_message: self.reconfig_message.to_string(),
         };
-        let delivery = match ac
-            .fetch(s.delivery)
-            .as_str()
-            .eq_ignore_ascii_case("maildir")
-        {
-            true => Delivery::Maildir(Arc::from(Path::new(ac.fetch(s.maildir).as_str()))),
+        let delivery = match self.delivery.eq_ignore_ascii_case("maildir") {
+            // The process-wide Maildir registry is locked here, on a cache miss only.
+            true => Delivery::Maildir(Maildir::get(Path::new(self.maildir))),
             false => Delivery::Discard,
         };
-        let (params, received_host) = shared(params, received);
         SessionConf {
-            params,
+            params: Arc::new(params),
             delivery,
-            received_host,
+            received_host: Arc::from(received),
         }
     }
 }
 
-fn shared(p: Params, received: String) -> (Arc<Params>, Arc<str>) {
+impl RawOwned {
+    fn view(&self) -> RawRef<'_> {
+        Raw {
+            banner_hostname: &self.banner_hostname,
+            received_hostname: &self.received_hostname,
+            static_banner: &self.static_banner,
+            extensions: &self.extensions,
+            max_message_size: self.max_message_size,
+            max_recipients_per_message: self.max_recipients_per_message,
+            max_recipients_per_connection: self.max_recipients_per_connection,
+            max_receptions_per_connection: self.max_receptions_per_connection,
+            max_errors_per_connection: self.max_errors_per_connection,
+            require_ehlo: self.require_ehlo,
+            max_line_length: self.max_line_length,
+            bare_lf: &self.bare_lf,
+            reconfig_message: &self.reconfig_message,
+            delivery: &self.delivery,
+            maildir: &self.maildir,
+        }
+    }
+}
+
+thread_local! {
+    /// The settings built for each distinct set of values seen on this thread, newest last.
+    static CACHE: RefCell<Vec<(RawOwned, SessionConf)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Distinct sets of values kept per thread; a configuration with more still works, the
+/// oldest entries are just built again when they come back.
+const CACHE_MAX: usize = 32;
+
+impl SessionConf {
+    /// Resolves every option for `ac` (Listen + Peer + Pathway fallback, the session's
+    /// generation). A session whose values equal an earlier session's on this thread shares
+    /// its settings: it costs the lookups and a few reference counts, no allocation and no
+    /// lock.
+    pub fn fetch(ac: &AcceptConstruct, s: &Slots) -> SessionConf {
+        cached(RawRef::fetch(ac, s))
+    }
+}
+
+/// The settings for `raw`: the cached ones if an earlier session had the same values.
+fn cached(raw: RawRef<'_>) -> SessionConf {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        if let Some((a, r)) = c.iter().find(|(a, r)| **a == p && **r == *received) {
-            return (a.clone(), r.clone());
+        // Newest first: after a reload, sessions take the newest values.
+        if let Some((_, conf)) = c.iter().rev().find(|(k, _)| k.view() == raw) {
+            return conf.clone();
         }
-        let pair = (Arc::new(p), Arc::from(received));
+        let conf = raw.build();
         if c.len() >= CACHE_MAX {
             c.remove(0);
         }
-        c.push(pair.clone());
-        pair
+        c.push((raw.keep(), conf.clone()));
+        conf
     })
 }
 
@@ -355,5 +454,55 @@ mod tests {
         assert!(v_bare_lf(&st("strip")).is_err());
         assert!(v_hostname(&st("a b")).is_err());
         assert!(!system_hostname().is_empty());
+    }
+
+    fn raw<'a>(ext: &'a [String], delivery: &'a str, maildir: &'a str) -> RawRef<'a> {
+        Raw {
+            banner_hostname: "mx.test",
+            received_hostname: "",
+            static_banner: "",
+            extensions: ext,
+            max_message_size: 1000,
+            max_recipients_per_message: 100,
+            max_recipients_per_connection: 0,
+            max_receptions_per_connection: 0,
+            max_errors_per_connection: 20,
+            require_ehlo: false,
+            max_line_length: 1000,
+            bare_lf: "reject",
+            reconfig_message: "bye",
+            delivery,
+            maildir,
+        }
+    }
+
+    #[test]
+    fn equal_values_share_one_conf_and_its_maildir_is_looked_up_once() {
+        let ext = vec!["PIPELINING".to_string()];
+        let dir = "/nonexistent/nl-options-cache";
+        let a = cached(raw(&ext, "maildir", dir));
+        let b = cached(raw(&ext, "maildir", dir).keep().view());
+        // The second session's settings come from the cache: nothing was built again.
+        let (Delivery::Maildir(ma), Delivery::Maildir(mb)) = (&a.delivery, &b.delivery) else {
+            panic!("maildir delivery: {a:?}");
+        };
+        assert!(Arc::ptr_eq(ma, mb) && Arc::ptr_eq(&a.params, &b.params));
+        assert!(Arc::ptr_eq(&a.received_host, &b.received_host));
+        assert_eq!(&*a.received_host, "mx.test");
+        // One Maildir per path, the registry's, even for values that differ otherwise.
+        assert_eq!(a.delivery, Delivery::Maildir(Maildir::get(Path::new(dir))));
+        let c = cached(raw(&ext, "Maildir", dir));
+        assert!(!Arc::ptr_eq(&c.params, &a.params));
+        assert_eq!(c.delivery, a.delivery);
+        let other = cached(raw(&ext, "maildir", "/nonexistent/nl-options-other"));
+        assert_ne!(other.delivery, a.delivery);
+        assert_eq!(
+            cached(raw(&ext, "discard", dir)).delivery,
+            Delivery::Discard
+        );
+        assert!(!Arc::ptr_eq(
+            &cached(raw(&[], "maildir", dir)).params,
+            &a.params
+        ));
     }
 }
