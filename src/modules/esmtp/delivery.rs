@@ -419,8 +419,9 @@ impl MaildirWrite {
         }
     }
 
-    /// True while a file of the current message exists in `tmp/`.
-    pub fn has_file(&self) -> bool {
+    /// True while a file of the current message exists in `tmp/` (for the unit tests).
+    #[cfg(test)]
+    pub(super) fn has_file(&self) -> bool {
         self.file.is_some()
     }
 }
@@ -476,7 +477,7 @@ fn create_tmp(dir: &Path, host: &str) -> io::Result<(File, PathBuf)> {
 
 /// Links `tmp` into `new_dir` under the first name from `next_name` that does not exist
 /// there yet (`link(2)` never replaces: `EEXIST` means try another). Returns the name.
-pub fn link_no_replace(
+pub(super) fn link_no_replace(
     tmp: &Path,
     new_dir: &Path,
     mut next_name: impl FnMut() -> String,

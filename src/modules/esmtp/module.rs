@@ -41,6 +41,7 @@
 //! pool that refuses a delivery job is logged and the message answered `451 4.3.0`.
 
 use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -71,6 +72,10 @@ thread_local! {
     static PEAK: Cell<usize> = const { Cell::new(0) };
 }
 
+/// Whether sessions record [`peak_session_buffers`]: off unless a test or benchmark turns it
+/// on, so the read path costs one relaxed load, not the sum and the thread-local store.
+static MEASURE: AtomicBool = AtomicBool::new(false);
+
 struct Scratch {
     input: Vec<u8>,
     reply: Vec<u8>,
@@ -94,11 +99,23 @@ pub fn conf_setup() -> Result<(), NetError> {
     Ok(())
 }
 
+/// Makes the sessions of every scheduler thread record [`peak_session_buffers`] from now on
+/// (for tests and benchmarks; off by default, and it cannot be turned off again).
+pub fn measure_session_buffers() {
+    MEASURE.store(true, Ordering::Relaxed);
+}
+
 /// The most octets one session of this scheduler thread held in unsent replies, unconsumed
-/// input and body buffer at the end of an event, since the thread started. For tests and
-/// benchmarks: it stays near [`OUT_HIGH_WATER`] plus one read whatever a client sends.
+/// input and body buffer at the end of an event, since [`measure_session_buffers`] (0
+/// before). For tests and benchmarks: it stays near [`OUT_HIGH_WATER`] plus one read
+/// whatever a client sends.
 pub fn peak_session_buffers() -> usize {
     PEAK.with(|p| p.get())
+}
+
+fn note_buffers(s: &SmtpSess) {
+    let held = s.out.pending() + s.tail.capacity() + s.body.held.capacity();
+    PEAK.with(|p| p.set(p.get().max(held)));
 }
 
 /// The Maildir side of a session (only with `Delivery = maildir`).
@@ -258,8 +275,9 @@ fn step(e: &mut Event, et: i32, ac: &AcceptConstruct, s: &mut SmtpSess, now: Ins
         Ok(mut sc) => {
             let Scratch { input, reply } = &mut *sc;
             let mask = pump(e, ac, s, now, input, reply);
-            let held = s.out.pending() + s.tail.capacity() + s.body.held.capacity();
-            PEAK.with(|p| p.set(p.get().max(held)));
+            if MEASURE.load(Ordering::Relaxed) {
+                note_buffers(s);
+            }
             mask
         }
         Err(_) => E_READ, // unreachable: callbacks do not nest
