@@ -62,7 +62,8 @@ use super::protocol::{BodySink, MAX_COMMAND_LINE};
 
 /// Body octets held before the glue floats the session to append them to the file. With
 /// the 511 octets one feed may add past it, the per-session body buffer stays under the
-/// 16 KiB per session that DESIGN allows, with room for the session's other state.
+/// target of 16 KiB of memory per SMTP session (`BENCHMARKS.md`, "Targets"), with room for
+/// the session's other state.
 pub const SPILL: usize = 12 * 1024;
 
 /// The reason given to the client when a Maildir write fails (after `451 4.3.0`).
