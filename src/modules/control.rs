@@ -346,7 +346,11 @@ fn summary() -> String {
 }
 
 fn listeners() -> String {
-    let rows: Vec<Vec<String>> = nl::listeners_report()
+    listeners_table(nl::listeners_report())
+}
+
+fn listeners_table(reports: Vec<nl::ListenReport>) -> String {
+    let rows: Vec<Vec<String>> = reports
         .into_iter()
         .map(|r| {
             let st = r.stats;
@@ -361,6 +365,7 @@ fn listeners() -> String {
                 st.refused_service_cap,
                 st.refused_acceptor,
                 st.failed_accepts,
+                st.queue_waits,
             ];
             [r.kind, r.address, r.bound]
                 .into_iter()
@@ -371,9 +376,9 @@ fn listeners() -> String {
         .collect();
     let header = [
         "type", "listen", "bound", "thr", "active", "peak", "accepted", "refused", "deny", "lcap",
-        "scap", "acceptor", "failed", "state",
+        "scap", "acceptor", "failed", "qwait", "state",
     ];
-    table(&header, "lllrrrrrrrrrrl", &rows)
+    table(&header, "lllrrrrrrrrrrrl", &rows)
 }
 
 fn inbound() -> String {
@@ -498,6 +503,35 @@ mod tests {
             escape_controls("a\x1b[31mb\tc\r\n"),
             "a\\u{1b}[31mb\\tc\\r\n"
         );
+    }
+
+    #[test]
+    fn listeners_show_queue_waits_before_the_state() {
+        let report = |kind: &str, state: &str, queue_waits: u64| nl::ListenReport {
+            kind: kind.to_string(),
+            address: "127.0.0.1:0".to_string(),
+            bound: "127.0.0.1:2525".to_string(),
+            state: state.to_string(),
+            concurrency: 4,
+            fd: 7,
+            stats: nl::StatsSnapshot {
+                failed_accepts: 3,
+                queue_waits,
+                ..Default::default()
+            },
+        };
+        let t = listeners_table(vec![
+            report("ESMTP_Listener", "listening", 12345),
+            report("Echo_Listener", "failed: bind: in use (errno 98)", 0),
+        ]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].ends_with("  failed  qwait  state"), "{t}");
+        let qwait_end = lines[0].find("qwait").unwrap() + "qwait".len();
+        let state_at = lines[0].find("state").unwrap();
+        assert!(lines[1].ends_with("  3  12345  listening"), "{t}");
+        assert_eq!(&lines[1][qwait_end - 5..qwait_end], "12345", "{t}");
+        assert_eq!(lines[2].find("failed: bind"), Some(state_at), "{t}");
+        assert_eq!(&lines[2][qwait_end - 1..qwait_end], "0", "{t}");
     }
 
     #[test]

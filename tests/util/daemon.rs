@@ -313,8 +313,8 @@ impl Drop for Daemon {
 }
 
 /// The columns of `listeners` before the state: type, listen, bound, thr, active, peak,
-/// accepted, refused, deny, lcap, scap, acceptor, failed.
-pub const LISTENERS_COUNTERS: usize = 13;
+/// accepted, refused, deny, lcap, scap, acceptor, failed, qwait.
+pub const LISTENERS_COUNTERS: usize = 14;
 
 /// Parses `listeners` output: rows whose type is `kind`, as (listen, bound, state). The state
 /// column is everything after the counters (`failed: …` holds spaces).
