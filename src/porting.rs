@@ -72,8 +72,8 @@
 //! | the `get_option()` idiom | [`AcceptConstruct::fetch`](crate::netlistener::AcceptConstruct::fetch) | no Peer lookup per fetch, nothing to release |
 //! | idle timeout reset on activity | [`netlistener::touch`](crate::netlistener::touch) | O(1) |
 //! | the acceptor function | [`NetlistenerDef::acceptor`](crate::netlistener::NetlistenerDef::acceptor) | a refused connection is never counted as a session (`accepted` + `refused` = connections) |
-//! | the accept loop and accept threads | [`netlistener::netlistener_start`](crate::netlistener::netlistener_start), [`netlistener::netlistener_apply`](crate::netlistener::netlistener_apply) | threads are never joined on the scheduler: a stop signals and detaches them, and an admitted connection is still started |
-//! | per-instance statistics | [`netlistener::Stats`](crate::netlistener::Stats), [`netlistener::listeners_report`](crate::netlistener::listeners_report) | adds `queue_waits` (accept threads that found the hand-off queue full) |
+//! | the accept loop and accept threads | [`netlistener::netlistener_start`](crate::netlistener::netlistener_start), [`netlistener::netlistener_apply`](crate::netlistener::netlistener_apply) | threads are never joined on the scheduler: a stop signals and detaches them, and an admitted connection is still started; a thread accepts until `EAGAIN`, then waits for its turn to `poll` (one thread of a Listen polls at a time); closing a Listen `shutdown(2)`s its socket, which on Linux frees the port at once |
+//! | per-instance statistics | [`netlistener::Stats`](crate::netlistener::Stats), [`netlistener::listeners_report`](crate::netlistener::listeners_report) | adds `queue_waits` (accept threads that found the hand-off queue full; `qwait` in `nlctl listeners`) |
 //! | stale Unix socket check | [`sys::unix_connect_probe`](crate::sys::unix_connect_probe) | non-blocking; only `ECONNREFUSED`/`ENOENT` mean stale |
 //!
 //! # Daemon
