@@ -209,6 +209,15 @@ fn run(layout: &Layout, (schema, idle, cap): &(Arc<Schema>, Slot, Slot), n: u32)
 
 fn main() {
     let schema = schema();
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this too, unoptimised,
+    // as a smoke test of the same lookups at small sizes.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("smoke run (unoptimised, small sizes; `cargo bench --bench config` measures)");
+        run(&disjoint("v4", 100, false), &schema, 10_000);
+        run(&disjoint("v6", 100, true), &schema, 10_000);
+        run(&nested("v4 nest", 1_000, false), &schema, 1_000);
+        return;
+    }
     println!("layout    peers  load_ms  fetch_hit  fetch_miss  chain_hit  fetch_in(peer)  fetch_in(listener)  [ns/op]");
     for peers in [1u32, 100, 10_000] {
         run(&disjoint("v4", peers, false), &schema, 1_000_000);

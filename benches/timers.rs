@@ -149,6 +149,15 @@ fn cross_thread(rounds: usize) {
 }
 
 fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this too, unoptimised,
+    // as a smoke test of the same code paths (and their asserts) at small sizes.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("smoke run (unoptimised, small sizes; `cargo bench --bench timers` measures)");
+        timers(1_000);
+        idle_reset(10_000);
+        cross_thread(50);
+        return;
+    }
     for n in [1_000, 100_000, 1_000_000] {
         timers(n);
     }
