@@ -4,7 +4,7 @@
 Each scenario measures netlistenerd and its anchor side by side in one run: a warm-up
 run per side, then at least 5 counted runs alternating netlistener, anchor, netlistener,
 anchor... It reports the median, min and max of every metric per side and the ratio
-netlistener / anchor of the medians, with a verdict on every target of DESIGN.md, and
+netlistener / anchor of the medians, with a verdict on every performance target of the design (BENCHMARKS.md lists them), and
 then the micro-benchmarks (`cargo bench --bench timers|config`). It writes
 
     bench/results/latest.md       human-readable tables, with the machine description
@@ -493,7 +493,7 @@ class EchoScenario:
         return [f"conns={n}" for n in self.conns]
 
     def ratio_target(self, point, m):
-        """DESIGN.md: rps >= 1.0x tokio at 50 and 500 connections, p99 no worse."""
+        """Target: rps >= 1.0x tokio at 50 and 500 connections, p99 no worse."""
         if m.key in ("rps", "p99_us") and point in ("conns=50", "conns=500"):
             return 1.0
         return None
@@ -540,7 +540,7 @@ class IdleScenario:
         return None  # the target is absolute: see abs_target
 
     def abs_target(self, point, m):
-        """DESIGN.md: <= 512 B RSS per idle connection at 10,000 connections."""
+        """Target: <= 512 B RSS per idle connection at 10,000 connections."""
         return 512 if m.key == "rss_per_conn_B" else None
 
     def run_once(self, server, point):
@@ -612,14 +612,14 @@ class SmtpScenario:
         return list(self.pts)
 
     def ratio_target(self, point, m):
-        """DESIGN.md: discard >= 1.0x smtp-sink at every point, >= 1.2x at 100 KiB;
+        """Target: discard >= 1.0x smtp-sink at every point, >= 1.2x at 100 KiB;
         memory and CPU are not ratio targets (memory: see abs_target)."""
         if m.key != "msgs_per_s":
             return None
         return 1.2 if self.pts[point].size >= 100 * 1024 else 1.0
 
     def abs_target(self, point, m):
-        """DESIGN.md: <= 16 KiB per concurrent SMTP session."""
+        """Target: <= 16 KiB per concurrent SMTP session."""
         return 16 if m.key == "rss_per_session_kB" else None
 
     def report_notes(self):
@@ -723,7 +723,7 @@ class MaildirScenario(SmtpScenario):
         return None
 
     def ratio_target(self, point, m):
-        """DESIGN.md: maildir >= 0.5x discard at 50 sessions."""
+        """Target: maildir >= 0.5x discard at 50 sessions."""
         return 0.5 if m.key == "msgs_per_s" and self.pts[point].sessions == 50 else None
 
     def disk_needed(self, runs):
@@ -858,7 +858,7 @@ def summarize(sc, results, nl_label="netlistenerd"):
 
 
 def ratio_target(sc, point, m):
-    """The ratio DESIGN.md asks of this point and metric: at least it (higher is better)
+    """The ratio the design asks of this point and metric: at least it (higher is better)
     or at most it (lower is better); 1.0, no worse than the anchor, unless the scenario
     says otherwise."""
     return sc.ratio_target(point, m) if hasattr(sc, "ratio_target") else 1.0
@@ -956,9 +956,9 @@ def ratio_text(r):
 
 
 def targets_markdown(rows, scs):
-    """One table of every DESIGN.md target measured in this run, with its verdict."""
+    """One table of every performance target measured in this run, with its verdict."""
     names = {sc.name: getattr(sc, "nl_title", "netlistenerd") for sc in scs}
-    out = ["## Targets (DESIGN.md)", "",
+    out = ["## Targets (the design's performance targets)", "",
            "Ratio: of the medians; in brackets the lowest and highest ratio of the two "
            "back-to-back runs of one round.", "",
            "| scenario | point | metric | measured | target | verdict |", "|---|---|---|---|---|---|"]
@@ -994,7 +994,7 @@ def abs_target_lines(sc, m, rows, nl):
 
 
 def target_text(r):
-    """ " (target ≥ 1.20×: met)" for the ratios DESIGN.md sets, else "". """
+    """ " (target ≥ 1.20×: met)" for the ratios the design sets, else "". """
     if r["ratio"] is None or r["target"] is None:
         return ""
     op = "≥" if r["better"] == "higher" else "≤"
@@ -1042,7 +1042,7 @@ def write_svg(path, rows, scs, meta):
            f'<rect width="{width}" height="{height}" fill="white"/>',
            f'<text x="10" y="22" font-size="15" font-weight="bold">netlistenerd / anchor '
            f'ratios ({svg_escape(meta["mode"])}, {svg_escape(meta["date"])})</text>',
-           '<text x="10" y="42" fill="#555">green: the ratio meets its target (DESIGN.md; '
+           '<text x="10" y="42" fill="#555">green: the ratio meets its target (see BENCHMARKS.md; '
            'tick mark where it is not 1.0); (↑) higher is better, (↓) lower is better</text>']
     for i, r in enumerate(bars):
         y = top + i * (bar_h + gap)
