@@ -77,6 +77,14 @@ impl C {
         self.r.get_mut().write_all(s).unwrap();
     }
 
+    /// `MAIL FROM:<a@x>`, `RCPT TO:<b@y>`, `DATA`, replies not checked: the usual way into a
+    /// message body.
+    fn envelope(&mut self) {
+        self.cmd("MAIL FROM:<a@x>");
+        self.cmd("RCPT TO:<b@y>");
+        self.cmd("DATA");
+    }
+
     fn cmd(&mut self, s: &str) -> String {
         self.send(format!("{s}\r\n").as_bytes());
         self.reply()
@@ -217,9 +225,7 @@ fn bare_lf_refused_in_commands_and_data_by_default() {
     c.send(b"EHLO x\n");
     assert_eq!(code(&c.reply()), "500 5.5.2");
     c.cmd("EHLO x");
-    c.cmd("MAIL FROM:<a@x>");
-    c.cmd("RCPT TO:<b@y>");
-    c.cmd("DATA");
+    c.envelope();
     // Smuggling attempt: "\n.\n" must not end the message, and the bare LF refuses it.
     c.send(b"a\n.\nMAIL FROM:<evil@x>\r\n.\r\n");
     assert_eq!(code(&c.reply()), "554 5.5.2");
@@ -238,9 +244,7 @@ fn bare_lf_allowed_when_configured() {
     c.reply();
     c.send(b"EHLO x\n");
     assert!(c.reply().starts_with("250-"));
-    c.cmd("MAIL FROM:<a@x>");
-    c.cmd("RCPT TO:<b@y>");
-    c.cmd("DATA");
+    c.envelope();
     // Even when allowed, "\n.\n" is data: only CRLF.CRLF ends the message.
     let r = c.cmd("a\n.\nb\r\n.");
     assert!(r.starts_with("250 2.0.0 Ok: queued as"), "{r}");
@@ -257,9 +261,7 @@ fn overlong_lines_are_refused_without_buffering() {
     c.send(long.as_bytes());
     assert_eq!(code(&c.reply()), "500 5.5.0");
     assert!(c.cmd("EHLO x").starts_with("250-"));
-    c.cmd("MAIL FROM:<a@x>");
-    c.cmd("RCPT TO:<b@y>");
-    c.cmd("DATA");
+    c.envelope();
     let text = format!("{}\r\nshort\r\n.", "y".repeat(150));
     assert_eq!(code(&c.cmd(&text)), "500 5.5.0");
     assert_eq!(code(&c.cmd("RSET")), "250 2.0.0");
@@ -416,9 +418,7 @@ Pathway = slow
         ehlo.ends_with("\n250-ENHANCEDSTATUSCODES\n250 HELP"),
         "{ehlo}"
     );
-    c.cmd("MAIL FROM:<a@x>");
-    c.cmd("RCPT TO:<b@y>");
-    c.cmd("DATA");
+    c.envelope();
     let big = format!("{}.", "k\r\n".repeat(3000));
     assert_eq!(
         code(&c.cmd(&big)),
@@ -593,9 +593,7 @@ fn maildir_stores_dot_unstuffed_body_with_received_header() {
     let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     c.cmd("EHLO helo.test");
-    c.cmd("MAIL FROM:<a@x>");
-    c.cmd("RCPT TO:<b@y>");
-    c.cmd("DATA");
+    c.envelope();
     let r = c.cmd("Subject: t\r\n\r\n..leading dot\r\n. not the end\r\n.");
     let id = r
         .strip_prefix("250 2.0.0 Ok: queued as ")
@@ -649,9 +647,7 @@ fn maildir_large_message_is_streamed_and_pipelined_commands_survive() {
     let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     c.cmd("EHLO x");
-    c.cmd("MAIL FROM:<a@x>");
-    c.cmd("RCPT TO:<b@y>");
-    c.cmd("DATA");
+    c.envelope();
     c.send(line.repeat(40_000).as_bytes());
     assert_eq!(code(&c.cmd(".")), "552 5.3.4");
     assert_eq!(files(&dir, "new").len(), 1);
@@ -680,9 +676,7 @@ fn maildir_writes_run_on_the_sessions_pool_name() {
     let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     c.cmd("EHLO x");
-    c.cmd("MAIL FROM:<a@x>");
-    c.cmd("RCPT TO:<b@y>");
-    c.cmd("DATA");
+    c.envelope();
     assert!(c.cmd("x\r\n.").starts_with("250 2.0.0 Ok: queued as"));
     // The group commit answers from inside the job: it may be counted just after the reply.
     wait_until("the delivery job ran on pool \"disk\"", || {
@@ -726,9 +720,7 @@ fn failing_maildir_answers_451_and_leaves_no_file() {
     c.reply();
     c.cmd("EHLO x");
     for size in [10usize, 200_000] {
-        c.cmd("MAIL FROM:<a@x>");
-        c.cmd("RCPT TO:<b@y>");
-        c.cmd("DATA");
+        c.envelope();
         let r = c.cmd(&format!(
             "{}.",
             format!("{}\r\n", "q".repeat(70)).repeat(size / 72 + 1)
@@ -747,9 +739,7 @@ fn maildir_failure_after_spilling_removes_the_tmp_file() {
     let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     c.cmd("EHLO x");
-    c.cmd("MAIL FROM:<a@x>");
-    c.cmd("RCPT TO:<b@y>");
-    c.cmd("DATA");
+    c.envelope();
     let line = format!("{}\r\n", "w".repeat(70));
     c.send(line.repeat(2000).as_bytes()); // 144 kB: several spills, the file is in tmp/
     wait_until("a file in tmp/", || files(&dir, "tmp").len() == 1);
@@ -948,9 +938,7 @@ fn a_client_vanishing_mid_data_leaves_nothing() {
     let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     c.cmd("EHLO x");
-    c.cmd("MAIL FROM:<a@x>");
-    c.cmd("RCPT TO:<b@y>");
-    c.cmd("DATA");
+    c.envelope();
     c.send(format!("{}\r\n", "v".repeat(70)).repeat(600).as_bytes()); // 43 kB: spilled
     wait_until("a file in tmp/", || files(&dir, "tmp").len() == 1);
     drop(c);
@@ -985,9 +973,7 @@ fn received_header_without_helo_names_the_address_literal() {
     let srv = start_esmtp(&maildir_conf(&dir, ""));
     let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
-    c.cmd("MAIL FROM:<a@x>");
-    c.cmd("RCPT TO:<b@y>");
-    c.cmd("DATA");
+    c.envelope();
     assert!(c.cmd("x\r\n.").starts_with("250 2.0.0 Ok: queued as"));
     let data = std::fs::read_to_string(&files(&dir, "new")[0]).unwrap();
     assert!(
@@ -1126,9 +1112,7 @@ fn aborted_message_is_removed_by_the_pool_and_a_refusing_pool_gets_451() {
     let mut c = C::connect(esmtp_addr(&srv));
     c.reply();
     c.cmd("EHLO x");
-    c.cmd("MAIL FROM:<a@x>");
-    c.cmd("RCPT TO:<b@y>");
-    c.cmd("DATA");
+    c.envelope();
     c.send(format!("{}\r\n", "r".repeat(70)).repeat(250).as_bytes()); // 18 kB: one spill
     wait_until("a file in tmp/", || files(&dir, "tmp").len() == 1);
     wait_until("the spill job is counted", || {
@@ -1141,9 +1125,7 @@ fn aborted_message_is_removed_by_the_pool_and_a_refusing_pool_gets_451() {
     assert_eq!(code(&c.cmd(".")), "554 5.5.2");
     // A pool that refuses the job: the client gets 451, not a silent close.
     srv.on_sched(|| netlistener::scheduler::get_pool("disk").unwrap().shutdown());
-    c.cmd("MAIL FROM:<a@x>");
-    c.cmd("RCPT TO:<b@y>");
-    c.cmd("DATA");
+    c.envelope();
     let r = c.cmd("x\r\n.");
     assert!(r.starts_with("451 4.3.0 "), "{r}");
     assert_eq!(code(&c.cmd("NOOP")), "250 2.0.0");

@@ -188,21 +188,28 @@ fn unix_socket_with_its_mode() {
     assert!(!path.exists(), "socket file removed on close");
 }
 
-#[test]
-fn a_live_unix_socket_is_not_stolen() {
-    let dir = tempdir("busy");
-    let path = dir.join("busy.sock");
-    let _owner = std::os::unix::net::UnixListener::bind(&path).unwrap();
+/// Starts an `Alpha_Listener` on the Unix socket `path`, whose opening is expected to fail
+/// (`Fatal_Listen_Errors = false`), and returns the server with that Listen's state.
+fn unix_listen_state(path: &std::path::Path) -> (Server, String) {
     let conf = format!(
         "Fatal_Listen_Errors = false\n[Alpha_Listener]\n[Alpha_Listener Listen \"{}\"]\n",
         path.display()
     );
     let srv = Server::start(&["Alpha"], Conf::Text(conf));
-    let r = &srv.report()[0];
+    let state = srv.report()[0].state.clone();
+    (srv, state)
+}
+
+#[test]
+fn a_live_unix_socket_is_not_stolen() {
+    let dir = tempdir("busy");
+    let path = dir.join("busy.sock");
+    let _owner = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let (_srv, state) = unix_listen_state(&path);
     assert!(
-        r.state.starts_with("failed: bind:") && r.state.contains("errno 98"),
+        state.starts_with("failed: bind:") && state.contains("errno 98"),
         "{}",
-        r.state
+        state
     );
 }
 
@@ -606,18 +613,13 @@ fn a_live_unix_socket_with_a_full_backlog_is_neither_waited_for_nor_stolen() {
         queued.len() < 4,
         "the owner's backlog is full: a blocking connect waits"
     );
-    let conf = format!(
-        "Fatal_Listen_Errors = false\n[Alpha_Listener]\n[Alpha_Listener Listen \"{}\"]\n",
-        path.display()
-    );
     // Server::start has a deadline: a probe that blocked would fail it here.
-    let srv = Server::start(&["Alpha"], Conf::Text(conf));
-    let r = &srv.report()[0];
+    let (srv, state) = unix_listen_state(&path);
     let busy = format!("(errno {})", libc::EADDRINUSE);
     assert!(
-        r.state.starts_with("failed: bind:") && r.state.ends_with(&busy),
+        state.starts_with("failed: bind:") && state.ends_with(&busy),
         "{}",
-        r.state
+        state
     );
     assert!(path.exists(), "the owner's file is kept");
     drop(srv);
@@ -630,17 +632,12 @@ fn a_socket_file_the_probe_cannot_judge_is_left_alone() {
     let dir = tempdir("dgram");
     let path = dir.join("dgram.sock");
     let owner = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-    let conf = format!(
-        "Fatal_Listen_Errors = false\n[Alpha_Listener]\n[Alpha_Listener Listen \"{}\"]\n",
-        path.display()
-    );
-    let srv = Server::start(&["Alpha"], Conf::Text(conf));
-    let r = &srv.report()[0];
+    let (_srv, state) = unix_listen_state(&path);
     assert!(
-        r.state.starts_with("failed: connect:")
-            && r.state.ends_with(&format!("(errno {})", libc::EPROTOTYPE)),
+        state.starts_with("failed: connect:")
+            && state.ends_with(&format!("(errno {})", libc::EPROTOTYPE)),
         "the probe's own error is reported: {}",
-        r.state
+        state
     );
     let client = std::os::unix::net::UnixDatagram::unbound().unwrap();
     client
