@@ -424,19 +424,25 @@ def netlistener_server(kind):
         conf_dir = Path(workdir) / f"netlistenerd-{kind}"
         conf_dir.mkdir(exist_ok=True)
         argv, port = netlistenerd_cmd(kind, conf_dir)
-        logfile = conf_dir / "netlistenerd.log"
-        with open(logfile, "wb") as out:
-            proc = Procs.popen(argv, stdout=out, stderr=subprocess.STDOUT)
-        server = Server("netlistenerd", proc, port, logfile)
-        try:
-            wait_connectable(proc, port)
-        except RuntimeError as e:
-            server.stop()
-            raise RuntimeError(f"netlistenerd did not start: {e}\n{tail(logfile)}") from None
+        server = start_server("netlistenerd", argv, port, conf_dir / "netlistenerd.log")
         server.maildir = maildir_of(conf_dir) if kind == "smtp-maildir" else None
-        server.base_rss = rss_kb(proc.pid)["VmRSS"]
         return server
     return start
+
+
+def start_server(label, argv, port, logfile):
+    """Starts a server that logs to `logfile` and waits until `port` accepts; on failure it
+    is stopped and the error shows the log's tail. Records its RSS at rest (`base_rss`)."""
+    with open(logfile, "wb") as out:
+        proc = Procs.popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    server = Server(label, proc, port, logfile)
+    try:
+        wait_connectable(proc, port)
+    except RuntimeError as e:
+        server.stop()
+        raise RuntimeError(f"{label} did not start: {e}\n{tail(logfile)}") from None
+    server.maildir, server.base_rss = None, rss_kb(proc.pid)["VmRSS"]
+    return server
 
 
 def smtp_sink_server(workdir):
@@ -449,16 +455,7 @@ def smtp_sink_server(workdir):
     if os.geteuid() == 0:
         argv += ["-u", "nobody"]
     argv += [f"{LOOPBACK}:{port}", SMTP_BACKLOG]
-    with open(logfile, "wb") as out:
-        proc = Procs.popen(argv, stdout=out, stderr=subprocess.STDOUT)
-    server = Server("smtp-sink", proc, port, logfile)
-    try:
-        wait_connectable(proc, port)
-    except RuntimeError as e:
-        server.stop()
-        raise RuntimeError(f"smtp-sink did not start: {e}\n{tail(logfile)}") from None
-    server.maildir, server.base_rss = None, rss_kb(proc.pid)["VmRSS"]
-    return server
+    return start_server("smtp-sink", argv, port, logfile)
 
 
 # --------------------------------------------------------------------------- scenarios
