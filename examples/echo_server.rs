@@ -5,8 +5,8 @@
 //! The shape is the C one: a listening-socket event whose callback accepts and schedules one
 //! event per connection; the connection's callback reads, writes back, and returns the mask it
 //! waits for next. When `accept` fails (out of descriptors, say), the listener stops reading
-//! for 100 ms instead of spinning: in level mode the pending connection would wake the loop
-//! again at once. SIGTERM and SIGINT stop the server (exit status 0).
+//! for 100 ms instead of spinning: the scheduler re-arms a read interest after each callback,
+//! so the pending connection would wake the loop again at once. SIGTERM and SIGINT stop the server (exit status 0).
 
 use std::net::TcpListener;
 use std::os::fd::OwnedFd;

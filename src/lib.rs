@@ -22,7 +22,7 @@
 //! Other Unixes do not build yet: the signal handler saves and restores `errno`, and
 //! `sys.rs` knows where errno lives only on the systems above (elsewhere a `compile_error!`
 //! says so). A port adds its errno accessor there, checks the other `cfg` lists in `sys.rs`,
-//! and adds a row here. The crate registers fds in level mode only (never edge), so
+//! and adds a row here. The crate registers fds in oneshot mode only (never edge), so
 //! `polling`'s `poll(2)` backend, which such systems get, needs nothing more.
 //!
 //! The porting table from C names to Rust paths is in [`porting`].

@@ -5,8 +5,11 @@
 //! `is_scheduler_thread()`, `ping_scheduler()`, recurring functions, and the master loop.
 //!
 //! # Summary
-//! A [`Scheduler`] lives on the thread that creates it and owns a `polling::Poller` in
-//! **level** mode (never edge: the `poll(2)` backend lacks it). Each loop iteration waits until
+//! A [`Scheduler`] lives on the thread that creates it and owns a `polling::Poller`. Fds are
+//! registered in **oneshot** mode and re-armed after their callback, which gives callers
+//! level-triggered semantics with first-come-first-served order among ready fds (never edge
+//! mode: the `poll(2)` backend lacks it; see [`sys::poller_add`] for why not level mode).
+//! Each loop iteration waits until
 //! the next timer deadline, samples `now` once, drains the cross-thread queue, dispatches ready
 //! fds, then fires due timers — at most [`Scheduler::set_timers_per_iteration`] of them (1024 by
 //! default), so a storm of timers cannot starve I/O.
@@ -72,10 +75,9 @@ use crate::timer::TimerHeap;
 /// Default cap on timed events fired per loop iteration.
 pub const DEFAULT_TIMERS_PER_ITERATION: usize = 1024;
 
-/// Fd events taken from the poller per wait. Sockets are registered level-triggered, so
-/// what a wait does not return stays ready for the next one (epoll and kqueue queue the
-/// ones just reported behind the others, so nobody starves; the `poll(2)` backend returns
-/// everything). A short batch keeps a loop turn short and lets connections that became
+/// Fd events taken from the poller per wait. What a wait does not return stays queued,
+/// armed, for the next one (a oneshot registration is disarmed only by the report it
+/// produces), and the fds reported are re-armed behind it, so nobody starves. A short batch keeps a loop turn short and lets connections that became
 /// ready meanwhile in sooner — tokio's current-thread runtime polls its I/O driver every 61
 /// tasks for the same reason. With 500 busy echo connections it served about 7 % more
 /// requests with a 7 % lower p99 than batches of 1024 (BENCHMARKS.md); the extra waits cost
@@ -216,6 +218,9 @@ struct Slot {
     ev: Option<Box<Event>>,
     /// Interest currently registered with the poller (0: not registered).
     interest: i32,
+    /// The poller reported this registration, which disarmed it (oneshot): it reports
+    /// nothing more until re-armed, which [`Core::set_interest`] does.
+    reported: bool,
     /// The fd as registered (kept here because the event is away while dispatching).
     fd: RawFd,
     /// The loop iteration in which the fd was last added to the poller: readiness from that
@@ -443,9 +448,15 @@ impl Scheduler {
     }
 
     fn dispatch_io(&self, key: usize, bits: i32, now: Instant) {
-        let target = self.core.borrow().io_target(key, bits);
+        let target = self.core.borrow_mut().take_report(key, bits);
         if let Some((id, et)) = target {
             dispatch(&self.core, id, et, now);
+        }
+        // A callback that kept its interest was re-armed by `put_back`; this re-arms the
+        // reports nobody was dispatched for, and drops an event whose fd cannot be re-armed.
+        let dropped = self.core.borrow_mut().rearm(key);
+        if let Some(ev) = dropped {
+            drop_event(ev);
         }
     }
 
@@ -615,6 +626,7 @@ impl Core {
             state: SlotState::Free,
             ev: None,
             interest: 0,
+            reported: false,
             fd: -1,
             reg_iter: 0,
             timer_seq: 0,
@@ -674,14 +686,14 @@ impl Core {
         let want = mask & (E_READ | E_WRITE);
         let s = &self.slots[i];
         let (have, fd) = (s.interest, s.fd);
-        if want == have || fd < 0 {
+        if (want == have && !s.reported) || fd < 0 {
             return Ok(());
         }
         let (r, w) = (want & E_READ != 0, want & E_WRITE != 0);
         let key = poll_key(self.slot_id(i));
         let p = &self.shared.poller;
-        // Not registered while the interest is empty: in level mode a hung-up fd with no
-        // interest would otherwise be reported on every wait (a spin).
+        // Not registered while the interest is empty: a hung-up fd is reported whatever its
+        // interest (once per re-arm, which would be every wait: a spin).
         if have == 0 {
             sys::poller_add(p, fd, key, r, w)?;
             self.slots[i].reg_iter = self.iteration;
@@ -690,22 +702,46 @@ impl Core {
         } else {
             sys::poller_modify(p, fd, key, r, w)?;
         }
-        self.slots[i].interest = want;
+        let s = &mut self.slots[i];
+        s.interest = want;
+        s.reported = false;
         Ok(())
     }
 
-    /// The event a readiness report from this iteration's wait is for, and the bits it waits
-    /// for, unless the report is stale: its slot was freed and reused (the generation in the
-    /// key differs), or the fd was registered after the wait returned.
-    fn io_target(&self, key: usize, bits: i32) -> Option<(EventId, i32)> {
+    /// Takes a readiness report from this iteration's wait: marks the registration that
+    /// produced it disarmed, and returns the event it is for and the bits it waits for.
+    /// A stale report is ignored: its slot was freed and reused (the generation in the key
+    /// differs), or the fd was registered after the wait returned (the report came from
+    /// the registration before; the new one is armed).
+    fn take_report(&mut self, key: usize, bits: i32) -> Option<(EventId, i32)> {
         let i = EventId(key as u64).index();
-        let s = self.slots.get(i)?;
+        let iteration = self.iteration;
+        let s = self.slots.get_mut(i)?;
         let id = EventId::new(i as u32, s.gen);
-        if poll_key(id) != key || s.state != SlotState::Waiting || s.reg_iter == self.iteration {
+        if poll_key(id) != key || s.interest == 0 || s.reg_iter == iteration {
             return None;
         }
+        s.reported = true;
         let et = bits & s.interest;
-        (et != 0).then_some((id, et))
+        (s.state == SlotState::Waiting && et != 0).then_some((id, et))
+    }
+
+    /// Re-arms the slot's registration if a report disarmed it and no callback re-armed it
+    /// since. If the poller refuses, the event is finished and handed back, to be dropped
+    /// outside the borrow: left disarmed, it would never fire again.
+    fn rearm(&mut self, key: usize) -> Option<Box<Event>> {
+        let i = EventId(key as u64).index();
+        let s = self.slots.get(i)?;
+        if !s.reported || s.state != SlotState::Waiting {
+            return None;
+        }
+        let (interest, fd) = (s.interest, s.fd);
+        let e = self.set_interest(i, interest).err()?;
+        let id = self.slot_id(i);
+        log::warn!("event {id} (fd {fd}): cannot re-arm its fd: {e}; event dropped");
+        let ev = self.slots[i].ev.take();
+        self.finish(i);
+        ev
     }
 
     /// Removes the slot's fd from the poller (the fd stays recorded: a floating event keeps
@@ -719,6 +755,7 @@ impl Core {
             let _ = sys::poller_delete(&self.shared.poller, s.fd);
         }
         s.interest = 0;
+        s.reported = false;
     }
 
     /// Forgets the slot's fd entirely: poller registration and `by_fd` entry.

@@ -305,7 +305,7 @@ thread_local! {
 }
 
 fn iteration_counter(e: &mut Event, _et: i32, _c: &mut Closure, _now: Instant) -> i32 {
-    let _ = e; // level-triggered pipe with unread data: fires every iteration
+    let _ = e; // unread data in the pipe: reported again on every iteration
     ITER.with(|i| i.set(i.get() + 1));
     E_READ
 }
@@ -399,6 +399,83 @@ fn recurring_and_cancelled_timers() {
         t0.elapsed() >= Duration::from_millis(30),
         "three periods elapsed at least"
     );
+}
+
+// --- order among ready fds: first come, first served ---------------------------------------
+
+thread_local! {
+    /// The peer ends a timer writes to, in the order it writes.
+    static WAKE_ORDER: RefCell<Vec<UnixStream>> = const { RefCell::new(Vec::new()) };
+}
+
+fn drain_and_note(e: &mut Event, _et: i32, c: &mut Closure, _now: Instant) -> i32 {
+    let mut buf = [0u8; 16];
+    assert!(
+        matches!(e.read(&mut buf), Io::Done(1)),
+        "one byte per wake-up"
+    );
+    note(*c.downcast_ref::<&str>().unwrap());
+    if notes().len() == 5 {
+        stop_scheduler();
+    }
+    E_READ
+}
+
+fn wake_in_order(_e: &mut Event, _et: i32, _c: &mut Closure, _now: Instant) -> i32 {
+    note("timer");
+    WAKE_ORDER.with(|w| {
+        w.borrow_mut()
+            .iter_mut()
+            .for_each(|p| p.write_all(b"2").unwrap())
+    });
+    0
+}
+
+/// A and B are ready at registration (reported A, B); after both were served, a timer makes
+/// B ready, then A. They must then be served B, A: in the order they became ready, not in
+/// the order they were reported before (which is what a level-triggered epoll keeps: a
+/// connection served late stays late, and its requests wait an extra turn).
+#[test]
+fn ready_fds_are_served_in_the_order_they_became_ready() {
+    let s = Scheduler::new().unwrap();
+    let (a, mut pa) = UnixStream::pair().unwrap();
+    let (b, mut pb) = UnixStream::pair().unwrap();
+    pa.write_all(b"1").unwrap();
+    pb.write_all(b"1").unwrap();
+    for (fd, name) in [(a, "A"), (b, "B")] {
+        let ev = Event::build_fd_event(owned(fd), E_READ, drain_and_note, Box::new(name));
+        schedule_event(ev).unwrap();
+    }
+    WAKE_ORDER.with(|w| *w.borrow_mut() = vec![pb, pa]);
+    schedule_timer(Duration::ZERO, wake_in_order, Box::new(()));
+    run_with_deadline(&s, 10);
+    assert_eq!(notes(), vec!["A", "B", "timer", "B", "A"]);
+}
+
+fn count_reports(e: &mut Event, _et: i32, c: &mut Closure, _now: Instant) -> i32 {
+    let n = c.downcast_mut::<u32>().unwrap();
+    *n += 1;
+    let mut buf = [0u8; 1];
+    match e.read(&mut buf) {
+        Io::Done(1) => note(format!("report {n}")),
+        other => panic!("report {n} of a drained fd: {other:?}"),
+    }
+    E_READ
+}
+
+/// Level-triggered semantics over oneshot registrations: a byte left unread is reported
+/// again on the next wait (until none is left), and a drained fd is not reported again.
+#[test]
+fn unread_data_is_reported_again_and_a_drained_fd_is_not() {
+    let s = Scheduler::new().unwrap();
+    let (a, mut pa) = UnixStream::pair().unwrap();
+    pa.write_all(b"xyz").unwrap();
+    let ev = Event::build_fd_event(owned(a), E_READ, count_reports, Box::new(0u32));
+    schedule_event(ev).unwrap();
+    schedule_timer(Duration::from_millis(100), stop_cb, Box::new(()));
+    run_with_deadline(&s, 10);
+    assert_eq!(notes(), vec!["report 1", "report 2", "report 3"]);
+    drop(pa);
 }
 
 // --- clear / get by fd ----------------------------------------------------------------
