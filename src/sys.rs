@@ -54,7 +54,7 @@ fn cvt_size(r: libc::ssize_t) -> io::Result<usize> {
 /// requests wait a whole extra turn whenever they arrive just after the scan passed them.
 /// A oneshot fd re-armed after its callback queues behind the fds that became ready
 /// before it (first come, first served): with 50 busy echo connections the p99 latency
-/// fell by about a quarter for one `epoll_ctl` per dispatch (BENCHMARKS.md, "Echo").
+/// fell by 11–26 % for one `epoll_ctl` per dispatch (`BENCHMARKS.md`, "Echo p99").
 pub(crate) fn poller_add(
     poller: &Poller,
     fd: RawFd,
