@@ -77,11 +77,13 @@ pub const DEFAULT_TIMERS_PER_ITERATION: usize = 1024;
 
 /// Fd events taken from the poller per wait. What a wait does not return stays queued,
 /// armed, for the next one (a oneshot registration is disarmed only by the report it
-/// produces), and the fds reported are re-armed behind it, so nobody starves. A short batch keeps a loop turn short and lets connections that became
-/// ready meanwhile in sooner — tokio's current-thread runtime polls its I/O driver every 61
-/// tasks for the same reason. With 500 busy echo connections it served about 7 % more
-/// requests with a 7 % lower p99 than batches of 1024 (BENCHMARKS.md); the extra waits cost
-/// a few system calls per 64 events.
+/// produces), and the fds reported are re-armed behind it, so nobody starves. A short batch
+/// keeps a loop turn short, so timers and work from other threads wait at most 64
+/// callbacks — tokio's current-thread runtime polls its I/O driver every 61 tasks. With
+/// level-triggered registration (before oneshot), 500 busy echo connections got about 7 %
+/// more requests with a 7 % lower p99 than with batches of 1024 (BENCHMARKS.md); with
+/// oneshot the order is arrival order whatever the batch, and 256 measured the same as 64
+/// within the noise. The extra waits cost a few system calls per 64 events.
 pub const EVENTS_PER_WAIT: usize = 64;
 
 /// A signal callback, run on the scheduler thread (never in signal context).
