@@ -8,7 +8,7 @@
 //! A [`Scheduler`] lives on the thread that creates it and owns a `polling::Poller`. Fds are
 //! registered in **oneshot** mode and re-armed after their callback, which gives callers
 //! level-triggered semantics with first-come-first-served order among ready fds (never edge
-//! mode: the `poll(2)` backend lacks it; see [`sys::poller_add`] for why not level mode).
+//! mode: the `poll(2)` backend lacks it; `sys::poller_add` says why not level mode).
 //! Each loop iteration waits until
 //! the next timer deadline, samples `now` once, drains the cross-thread queue, dispatches ready
 //! fds, then fires due timers — at most [`Scheduler::set_timers_per_iteration`] of them (1024 by
