@@ -871,6 +871,18 @@ def meets(ratio, target, better):
     return ratio >= target if better == "higher" else ratio <= target
 
 
+def verdict(r):
+    """"met", or "MISSED", with a note when the target lies inside the range of the
+    per-round ratios (ratio_min..ratio_max): a miss the rounds cannot tell from parity,
+    unlike one whose every round misses."""
+    if meets(r["ratio"], r["target"], r["better"]):
+        return "met"
+    lo, hi = r.get("ratio_min"), r.get("ratio_max")
+    if lo is not None and hi is not None and lo <= r["target"] <= hi:
+        return "MISSED (inside the round range)"
+    return "MISSED"
+
+
 # ----------------------------------------------------------------------------- reports
 
 def fmt(v):
@@ -981,7 +993,7 @@ def targets_markdown(rows, scs):
                        f"{names[r['scenario']]}/{r['anchor']} | {ratio_text(r['ratio'])} "
                        f"[{ratio_text(r['ratio_min'])}–{ratio_text(r['ratio_max'])}] | "
                        f"{op} {r['target']:.2f}× | "
-                       f"{'met' if meets(r['ratio'], r['target'], r['better']) else 'MISSED'} |")
+                       f"{verdict(r)} |")
         if r.get("abs_target") is not None and r["nl_median"] is not None:
             out.append(f"| {r['scenario']} | {r['point']} | {r['metric']} of "
                        f"{names[r['scenario']]} | {fmt(r['nl_median'])} [{fmt(r['nl_min'])}–"
@@ -1008,8 +1020,7 @@ def target_text(r):
     if r["ratio"] is None or r["target"] is None:
         return ""
     op = "≥" if r["better"] == "higher" else "≤"
-    verdict = "met" if meets(r["ratio"], r["target"], r["better"]) else "MISSED"
-    return f" (target {op} {r['target']:.2f}×: {verdict})"
+    return f" (target {op} {r['target']:.2f}×: {verdict(r)})"
 
 
 SUMMARY_FIELDS = ["scenario", "anchor", "point", "metric", "unit", "better", "runs",
