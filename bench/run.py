@@ -336,8 +336,9 @@ def tokio_echo_server(workdir):
     return Server("tokio-echo", proc, port, logfile)
 
 
-def netlistenerd_cmd(kind, conf_dir):
-    """argv and port of a netlistenerd serving `kind` from a config generated in conf_dir.
+def netlistenerd_cmd(kind, conf_dir, binary=None):
+    """argv and port of a netlistenerd (`binary`, default NETLISTENERD) serving `kind` from
+    a config generated in conf_dir.
 
     kinds: "echo"; "smtp-discard" and "smtp-maildir" (a new Maildir per start, see
     fresh_maildir)."""
@@ -353,7 +354,7 @@ def netlistenerd_cmd(kind, conf_dir):
     else:
         raise NotImplementedError(f"netlistenerd_cmd: no bench config for kind {kind!r} yet")
     (Path(conf_dir) / "bench.conf").write_text(conf)
-    return [NETLISTENERD, "-c", conf_dir], port
+    return [binary or NETLISTENERD, "-c", conf_dir], port
 
 
 def fresh_maildir(conf_dir):
@@ -419,11 +420,12 @@ def esmtp_conf(port, kind, maildir):
     return conf + f'[ESMTP_Listener Listen "{LOOPBACK}:{port}"]\n'
 
 
-def netlistener_server(kind):
+def netlistener_server(kind, binary=None):
+    """A factory of netlistenerd servers of `kind`; `binary`: another build (--against)."""
     def start(workdir):
-        conf_dir = Path(workdir) / f"netlistenerd-{kind}"
+        conf_dir = Path(workdir) / f"netlistenerd-{kind}{'-against' if binary else ''}"
         conf_dir.mkdir(exist_ok=True)
-        argv, port = netlistenerd_cmd(kind, conf_dir)
+        argv, port = netlistenerd_cmd(kind, conf_dir, binary)
         server = start_server("netlistenerd", argv, port, conf_dir / "netlistenerd.log")
         server.maildir = maildir_of(conf_dir) if kind == "smtp-maildir" else None
         return server
@@ -1178,6 +1180,9 @@ def parse_args():
                    help="netlistenerd binary (default: target/release/netlistenerd)")
     p.add_argument("--self-test", action="store_true",
                    help="run the anchor on both sides, to check the driver: ratios ≈ 1.0")
+    p.add_argument("--against", type=Path, metavar="PATH",
+                   help="measure netlistenerd against another netlistenerd build (PATH) "
+                        "instead of the anchors, same configs: an A/B of two commits")
     p.add_argument("--echo-threads", type=int, metavar="T",
                    help="echoload worker threads (default: one per connection, exact "
                         "latencies; T=2 leaves the server more CPU but sends in bursts)")
@@ -1187,6 +1192,8 @@ def parse_args():
                    help="only redraw OUT/ratios.svg from OUT/latest.csv (no measuring)")
     return p.parse_args()
 
+
+AGAINST, AGAINST_NAME = None, ""  # --against: the other netlistenerd build, and its name
 
 ANCHORS = {"tokio-echo": tokio_echo_server,  # anchor label -> server factory
            "smtp-sink": smtp_sink_server,
@@ -1208,6 +1215,15 @@ def choose_sides(args, sc):
     if sc.anchor.startswith("netlistenerd") and not NETLISTENERD.exists():
         return [], f"{sc.name}: skipped, its anchor is {NETLISTENERD}, which does not exist."
     anchor = (sc.anchor, ANCHORS[sc.anchor])
+    if AGAINST:
+        if not NETLISTENERD.exists():
+            return [], f"{sc.name}: skipped, {NETLISTENERD} does not exist."
+        # The other build keeps the anchor's label, so the tables and the chart read as
+        # usual; the note says what the label means in this run.
+        return ([("netlistenerd", netlistener_server(sc.kind)),
+                 (sc.anchor, netlistener_server(sc.kind, AGAINST))],
+                f"AGAINST: the '{sc.anchor}' side of {sc.name} is netlistenerd {AGAINST_NAME}, "
+                f"same configuration; ratios compare the two builds (no verdicts).")
     if args.self_test:
         return ([("netlistenerd", anchor[1]), anchor],
                 f"SELF-TEST: the 'netlistenerd' side is {sc.anchor} too; ratios should be ≈ 1.0.")
@@ -1242,8 +1258,14 @@ def redraw_chart():
 
 def main():
     args = parse_args()
-    global NETLISTENERD, RESULTS
+    global NETLISTENERD, RESULTS, AGAINST, AGAINST_NAME
     NETLISTENERD, RESULTS = args.netlistenerd.resolve(), args.out.resolve()
+    if args.against:
+        if args.self_test:
+            sys.exit("bench: --against and --self-test exclude each other")
+        AGAINST_NAME = str(args.against)
+        if not args.against.is_file():
+            sys.exit(f"bench: --against {args.against}: no such file")
     if args.chart_only:
         return redraw_chart()
     signal.signal(signal.SIGTERM, on_sigterm)
@@ -1272,6 +1294,8 @@ def main():
         # Hazard: others may rebuild target/release while this runs; every run must
         # measure the same binary, so the driver runs a private copy.
         NETLISTENERD = Path(shutil.copy2(NETLISTENERD, Path(workdir) / "netlistenerd"))
+    if args.against:
+        AGAINST = Path(shutil.copy2(args.against, Path(workdir) / "netlistenerd-against"))
     meta = {"source": source_description(), "load_start": load_start}
     try:
         out = measure(args, scs, workdir, with_micro)
@@ -1328,7 +1352,7 @@ def report(args, out, meta):
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "mode": "quick" if args.quick else "full", "machine": machine_description(),
         "sides": out["sides"], "runs": args.runs, "elapsed": elapsed, "note": out["notes"],
-        "micro": out["micro"], "self_test": args.self_test,
+        "micro": out["micro"], "self_test": args.self_test or bool(args.against),
         "load": f"echoload threads: {args.echo_threads or 'one per connection'}",
         "loadavg": f"{meta['load_start']:.2f} before the build, {loadavg():.2f} at the end"})
     RESULTS.mkdir(parents=True, exist_ok=True)
