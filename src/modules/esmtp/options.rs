@@ -271,6 +271,30 @@ struct Raw<S, L> {
 type RawRef<'a> = Raw<&'a str, &'a [String]>;
 type RawOwned = Raw<String, Vec<String>>;
 
+impl<S, L> Raw<S, L> {
+    /// The same values with the text fields through `s` and the list through `l`: owned
+    /// for the cache ([`RawRef::keep`]), borrowed back to compare ([`RawOwned::view`]).
+    fn map<'r, T, M>(&'r self, s: impl Fn(&'r S) -> T, l: impl Fn(&'r L) -> M) -> Raw<T, M> {
+        Raw {
+            banner_hostname: s(&self.banner_hostname),
+            received_hostname: s(&self.received_hostname),
+            static_banner: s(&self.static_banner),
+            extensions: l(&self.extensions),
+            max_message_size: self.max_message_size,
+            max_recipients_per_message: self.max_recipients_per_message,
+            max_recipients_per_connection: self.max_recipients_per_connection,
+            max_receptions_per_connection: self.max_receptions_per_connection,
+            max_errors_per_connection: self.max_errors_per_connection,
+            require_ehlo: self.require_ehlo,
+            max_line_length: self.max_line_length,
+            bare_lf: s(&self.bare_lf),
+            reconfig_message: s(&self.reconfig_message),
+            delivery: s(&self.delivery),
+            maildir: s(&self.maildir),
+        }
+    }
+}
+
 impl<'a> RawRef<'a> {
     fn fetch(ac: &'a AcceptConstruct, s: &Slots) -> RawRef<'a> {
         let str = |slot| ac.fetch(slot).as_str();
@@ -295,24 +319,7 @@ impl<'a> RawRef<'a> {
     }
 
     fn keep(&self) -> RawOwned {
-        let o = |v: &str| v.to_string();
-        Raw {
-            banner_hostname: o(self.banner_hostname),
-            received_hostname: o(self.received_hostname),
-            static_banner: o(self.static_banner),
-            extensions: self.extensions.to_vec(),
-            max_message_size: self.max_message_size,
-            max_recipients_per_message: self.max_recipients_per_message,
-            max_recipients_per_connection: self.max_recipients_per_connection,
-            max_receptions_per_connection: self.max_receptions_per_connection,
-            max_errors_per_connection: self.max_errors_per_connection,
-            require_ehlo: self.require_ehlo,
-            max_line_length: self.max_line_length,
-            bare_lf: o(self.bare_lf),
-            reconfig_message: o(self.reconfig_message),
-            delivery: o(self.delivery),
-            maildir: o(self.maildir),
-        }
+        self.map(|v| v.to_string(), |l| l.to_vec())
     }
 
     /// Builds the session's settings from the values (allocating; the cache calls it once
@@ -360,23 +367,7 @@ impl<'a> RawRef<'a> {
 
 impl RawOwned {
     fn view(&self) -> RawRef<'_> {
-        Raw {
-            banner_hostname: &self.banner_hostname,
-            received_hostname: &self.received_hostname,
-            static_banner: &self.static_banner,
-            extensions: &self.extensions,
-            max_message_size: self.max_message_size,
-            max_recipients_per_message: self.max_recipients_per_message,
-            max_recipients_per_connection: self.max_recipients_per_connection,
-            max_receptions_per_connection: self.max_receptions_per_connection,
-            max_errors_per_connection: self.max_errors_per_connection,
-            require_ehlo: self.require_ehlo,
-            max_line_length: self.max_line_length,
-            bare_lf: &self.bare_lf,
-            reconfig_message: &self.reconfig_message,
-            delivery: &self.delivery,
-            maildir: &self.maildir,
-        }
+        self.map(|v| v.as_str(), |l| l.as_slice())
     }
 }
 
