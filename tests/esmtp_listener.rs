@@ -77,6 +77,16 @@ impl C {
         self.r.get_mut().write_all(s).unwrap();
     }
 
+    /// A new session on `srv`'s ESMTP listener, past the banner, `EHLO x` and
+    /// [`C::envelope`]: what it sends next is the message body.
+    fn in_body(srv: &Server) -> C {
+        let mut c = C::connect(esmtp_addr(srv));
+        c.reply();
+        c.cmd("EHLO x");
+        c.envelope();
+        c
+    }
+
     /// `MAIL FROM:<a@x>`, `RCPT TO:<b@y>`, `DATA`, replies not checked: the usual way into a
     /// message body.
     fn envelope(&mut self) {
@@ -644,10 +654,7 @@ fn maildir_large_message_is_streamed_and_pipelined_commands_survive() {
     assert_eq!(new.len(), 1);
     assert!(body_after_received(&new[0]) == body.as_bytes());
     // Over the limit after several spills: 552, nothing left in tmp/ or new/.
-    let mut c = C::connect(esmtp_addr(&srv));
-    c.reply();
-    c.cmd("EHLO x");
-    c.envelope();
+    let mut c = C::in_body(&srv);
     c.send(line.repeat(40_000).as_bytes());
     assert_eq!(code(&c.cmd(".")), "552 5.3.4");
     assert_eq!(files(&dir, "new").len(), 1);
@@ -665,18 +672,19 @@ fn pool_completed(srv: &Server, name: &'static str) -> Option<u64> {
     })
 }
 
+/// Maildir delivery on a pool of its own, "disk" (2 threads).
+fn disk_pool_conf(dir: &Path) -> String {
+    format!(
+        "[ThreadPool \"disk\"]\nConcurrency = 2\n{}",
+        maildir_conf(dir, "Pool_Name = disk")
+    )
+}
+
 #[test]
 fn maildir_writes_run_on_the_sessions_pool_name() {
     let dir = tempdir("esmtp-pool");
-    let conf = format!(
-        "[ThreadPool \"disk\"]\nConcurrency = 2\n{}",
-        maildir_conf(&dir, "Pool_Name = disk")
-    );
-    let srv = start_esmtp(&conf);
-    let mut c = C::connect(esmtp_addr(&srv));
-    c.reply();
-    c.cmd("EHLO x");
-    c.envelope();
+    let srv = start_esmtp(&disk_pool_conf(&dir));
+    let mut c = C::in_body(&srv);
     assert!(c.cmd("x\r\n.").starts_with("250 2.0.0 Ok: queued as"));
     // The group commit answers from inside the job: it may be counted just after the reply.
     wait_until("the delivery job ran on pool \"disk\"", || {
@@ -736,10 +744,7 @@ fn failing_maildir_answers_451_and_leaves_no_file() {
 fn maildir_failure_after_spilling_removes_the_tmp_file() {
     let dir = tempdir("esmtp-late");
     let srv = start_esmtp(&maildir_conf(&dir, ""));
-    let mut c = C::connect(esmtp_addr(&srv));
-    c.reply();
-    c.cmd("EHLO x");
-    c.envelope();
+    let mut c = C::in_body(&srv);
     let line = format!("{}\r\n", "w".repeat(70));
     c.send(line.repeat(2000).as_bytes()); // 144 kB: several spills, the file is in tmp/
     wait_until("a file in tmp/", || files(&dir, "tmp").len() == 1);
@@ -935,10 +940,7 @@ fn shipped_conf_d_30_esmtp_loads_and_its_peer_advertises_another_list() {
 fn a_client_vanishing_mid_data_leaves_nothing() {
     let dir = tempdir("esmtp-vanish");
     let srv = start_esmtp(&maildir_conf(&dir, ""));
-    let mut c = C::connect(esmtp_addr(&srv));
-    c.reply();
-    c.cmd("EHLO x");
-    c.envelope();
+    let mut c = C::in_body(&srv);
     c.send(format!("{}\r\n", "v".repeat(70)).repeat(600).as_bytes()); // 43 kB: spilled
     wait_until("a file in tmp/", || files(&dir, "tmp").len() == 1);
     drop(c);
@@ -1104,15 +1106,8 @@ fn a_failing_maildir_beside_a_good_one_fails_only_its_own_messages() {
 #[test]
 fn aborted_message_is_removed_by_the_pool_and_a_refusing_pool_gets_451() {
     let dir = tempdir("esmtp-refuse");
-    let conf = format!(
-        "[ThreadPool \"disk\"]\nConcurrency = 2\n{}",
-        maildir_conf(&dir, "Pool_Name = disk")
-    );
-    let srv = start_esmtp(&conf);
-    let mut c = C::connect(esmtp_addr(&srv));
-    c.reply();
-    c.cmd("EHLO x");
-    c.envelope();
+    let srv = start_esmtp(&disk_pool_conf(&dir));
+    let mut c = C::in_body(&srv);
     c.send(format!("{}\r\n", "r".repeat(70)).repeat(250).as_bytes()); // 18 kB: one spill
     wait_until("a file in tmp/", || files(&dir, "tmp").len() == 1);
     wait_until("the spill job is counted", || {
