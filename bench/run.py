@@ -423,8 +423,8 @@ def esmtp_conf(port, kind, maildir):
 def netlistener_server(kind, binary=None):
     """A factory of netlistenerd servers of `kind`; `binary`: another build (--against)."""
     def start(workdir):
-        conf_dir = Path(workdir) / f"netlistenerd-{kind}{'-against' if binary else ''}"
-        conf_dir.mkdir(exist_ok=True)
+        # A directory per server: several may run at once (--against, ab_echo.py).
+        conf_dir = Path(tempfile.mkdtemp(dir=workdir, prefix=f"netlistenerd-{kind}-"))
         argv, port = netlistenerd_cmd(kind, conf_dir, binary)
         server = start_server("netlistenerd", argv, port, conf_dir / "netlistenerd.log")
         server.maildir = maildir_of(conf_dir) if kind == "smtp-maildir" else None
