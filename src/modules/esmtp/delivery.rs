@@ -15,7 +15,9 @@
 //! thread queues it and returns at once if a commit of that Maildir is in progress, else it
 //! becomes the leader and runs rounds until nothing is queued or pending. A round takes
 //! every queued message and makes their data durable in one step — one `syncfs(2)` of the
-//! Maildir's filesystem (Linux 5.8 and later), else one `fsync` per file — then links each
+//! Maildir's filesystem (Linux 5.8 and later), called on the round's earliest-created file so
+//! that it reports every write-back error since that file was opened, else one `fsync` per
+//! file — then links each
 //! into `new/` under a fresh name (`link(2)` never replaces an entry; on `EEXIST` another
 //! name is tried), makes the new entries durable with one `fsync` of `new/`, resumes each
 //! session with its own result, and only then removes the `tmp/` names (a crash before that
@@ -196,6 +198,9 @@ pub type CommitDone = Box<dyn FnOnce(Result<String, String>) + Send>;
 pub struct Staged {
     file: File,
     tmp: PathBuf,
+    /// When the file was created, in creation order ([`OPENED`]): `make_durable` asks the
+    /// earliest file of a round for the file system's write-back errors.
+    opened: u64,
     ino: u64,
     host: Arc<str>,
 }
@@ -260,12 +265,15 @@ impl Maildir {
 /// A message's file in `tmp/`, written only on a pool thread.
 #[derive(Debug, Default)]
 pub struct MaildirWrite {
-    file: Option<(File, PathBuf)>,
+    file: Option<(File, PathBuf, u64)>,
     /// The first error of this message; later writes are skipped.
     pub failed: bool,
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Creation order of the files in `tmp/` (see [`Staged::opened`]).
+static OPENED: AtomicU64 = AtomicU64::new(0);
 
 /// Process-wide delivery counters (every scheduler thread), for the console and benchmarks.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -349,7 +357,7 @@ impl MaildirWrite {
         held: &[u8],
     ) -> Result<Staged, String> {
         self.spill(md, host, header, held);
-        let (file, tmp) = match self.file.take() {
+        let (file, tmp, opened) = match self.file.take() {
             Some(f) if !self.failed => f,
             other => {
                 self.file = other;
@@ -361,12 +369,13 @@ impl MaildirWrite {
             Ok(m) => Ok(Staged {
                 file,
                 tmp,
+                opened,
                 ino: m.ino(),
                 host: host.clone(),
             }),
             Err(e) => {
                 log::warn!("ESMTP maildir {}: fstat: {e}", md.path.display());
-                self.file = Some((file, tmp));
+                self.file = Some((file, tmp, opened));
                 self.fail();
                 Err(FAILED.to_string())
             }
@@ -377,11 +386,12 @@ impl MaildirWrite {
         if self.file.is_none() {
             md.ensure_dirs()?;
             let (mut f, tmp) = create_tmp(&md.path.join("tmp"), host)?;
+            let opened = OPENED.fetch_add(1, Ordering::Relaxed);
             let r = f.write_all(header.as_bytes());
-            self.file = Some((f, tmp));
+            self.file = Some((f, tmp, opened));
             r?;
         }
-        if let Some((f, _)) = self.file.as_mut() {
+        if let Some((f, _, _)) = self.file.as_mut() {
             f.write_all(held)?;
         }
         Ok(())
@@ -390,7 +400,7 @@ impl MaildirWrite {
     /// Removes the message's file from `tmp/` here and now (on a pool thread).
     fn fail(&mut self) {
         self.failed = true;
-        if let Some((f, tmp)) = self.file.take() {
+        if let Some((f, tmp, _)) = self.file.take() {
             drop(f);
             let _ = fs::remove_file(tmp);
         }
@@ -402,7 +412,7 @@ impl MaildirWrite {
     /// thread (a pool thread may block).
     pub fn discard(&mut self, pool: Option<&ThreadPool>) {
         self.failed = false;
-        let Some((f, tmp)) = self.file.take() else {
+        let Some((f, tmp, _)) = self.file.take() else {
             return;
         };
         let remove = move || {
@@ -601,7 +611,13 @@ fn make_durable(md: &Maildir, batch: &[(Staged, CommitDone)]) -> Vec<io::Result<
     #[cfg(target_os = "linux")]
     if batch.len() > 1 && crate::sys::syncfs_reports_errors() {
         use std::os::fd::AsFd;
-        match File::open(&md.path).and_then(|d| crate::sys::syncfs(d.as_fd())) {
+        // syncfs(2) reports the write-back errors recorded since *its fd* was opened (or
+        // last asked): a freshly opened directory would miss an error of a batch file
+        // written back, and failed, before the open. The batch's earliest file was opened
+        // before any byte of the batch was written.
+        let earliest = batch.iter().map(|(s, _)| s).min_by_key(|s| s.opened);
+        let earliest = earliest.expect("a batch of two or more");
+        match crate::sys::syncfs(earliest.file.as_fd()) {
             Ok(()) => return batch.iter().map(|_| Ok(())).collect(),
             Err(e) => log::warn!("ESMTP maildir {}: syncfs: {e}", md.path.display()),
         }

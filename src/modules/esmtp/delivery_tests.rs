@@ -62,6 +62,27 @@ fn names_follow_maildir_5() {
     assert_ne!(unique_name("h", None), unique_name("h", None));
 }
 
+/// `make_durable` asks the earliest file of a round for write-back errors: files must be
+/// numbered in the order they were created, whatever order they are staged in.
+#[test]
+fn files_are_numbered_in_creation_order() {
+    let d = tmpdir("order");
+    let md = Maildir::get(&d);
+    let mut first = MaildirWrite::default();
+    first.spill(&md, "h", "Received: x\r\n", b"first");
+    let second = staged(&md, "h", b"second\r\n");
+    let first = first.stage(&md, &Arc::from("h"), "", b"\r\n").unwrap();
+    assert!(
+        first.opened < second.opened,
+        "{} {}",
+        first.opened,
+        second.opened
+    );
+    let r = commit_now(&md, vec![second, first]);
+    assert!(r.iter().all(|r| r.is_ok()), "{r:?}");
+    let _ = fs::remove_dir_all(&d);
+}
+
 #[test]
 fn staged_message_commits_into_new_only() {
     let d = tmpdir("ok");
