@@ -47,8 +47,8 @@ use std::time::{Instant, SystemTime};
 
 use crate::event::{Closure, Event, Io, OutBuf, E_ASYNC, E_READ, E_TIMEOUT, E_WRITE};
 use crate::netlistener::{
-    common_slots, ec_config_fetch_globalconf, netlistener_register3, netlistener_set_reject_lines,
-    touch, AcceptConstruct, NetError,
+    ec_config_fetch_globalconf, netlistener_register3, netlistener_set_reject_lines, touch,
+    AcceptConstruct, NetError,
 };
 use crate::scheduler::{float_event, get_pool, FloatedEvent};
 use crate::threadpool::{Completion, ThreadPool};
@@ -227,11 +227,7 @@ fn esmtp_listener(e: &mut Event, et: i32, closure: &mut Closure, now: Instant) -
 /// The session's `Pool_Name` pool (Listen + Peer + Pathway fallback), `IO` when the name is
 /// not a pool.
 fn session_pool(ac: &AcceptConstruct) -> Option<Arc<ThreadPool>> {
-    let name = match common_slots() {
-        Ok(c) => ac.fetch(c.pool_name).as_str().to_string(),
-        Err(_) => "IO".to_string(),
-    };
-    get_pool(&name).or_else(|| get_pool("IO"))
+    get_pool(ac.pool_name()).or_else(|| get_pool("IO"))
 }
 
 fn esmtp_worker(e: &mut Event, et: i32, closure: &mut Closure, now: Instant) -> i32 {
