@@ -277,14 +277,22 @@ impl ThreadPool {
                 .handles,
         );
         let me = thread::current().id();
+        let mut on_a_worker = false;
         for h in workers {
             // Joining ourselves would deadlock: this worker exits once its job returns.
-            if h.thread().id() != me {
+            if h.thread().id() == me {
+                on_a_worker = true;
+            } else {
                 let _ = h.join();
             }
         }
-        // What is still queued has nobody else to run it (no worker could start, or we are
-        // the last worker): run it here.
+        if on_a_worker {
+            // This worker's loop runs what is still queued once the current job returns,
+            // before it sees the shutdown: not nested inside that job.
+            return;
+        }
+        // What is still queued has nobody else to run it (no worker could start): run it
+        // here.
         let rest = std::mem::take(&mut self.lock_state().queue);
         for job in rest {
             run_job(&self.inner, job);

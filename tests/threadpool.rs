@@ -165,6 +165,35 @@ fn the_last_handle_dropped_on_its_own_worker_does_not_deadlock() {
     assert!(worker_exited(&exit_rx), "the worker never exited");
 }
 
+#[test]
+fn jobs_queued_behind_a_worker_that_drops_the_pool_run_after_its_job_not_inside_it() {
+    let s = Scheduler::new().unwrap();
+    let pool = Arc::new(ThreadPool::new("W", 1, 0, s.handle()));
+    let (gate_tx, gate_rx) = mpsc::channel::<()>();
+    let (order_tx, order_rx) = mpsc::channel();
+    let (mine, tx1, tx2) = (pool.clone(), order_tx.clone(), order_tx);
+    pool.submit(Job::new(move || {
+        gate_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        drop(mine); // the last handle: the pool shuts down on its own worker
+        tx1.send("first job returned").unwrap();
+        Completion::Nothing
+    }))
+    .ok()
+    .unwrap();
+    pool.submit(Job::new(move || {
+        tx2.send("second job").unwrap();
+        Completion::Nothing
+    }))
+    .ok()
+    .unwrap();
+    drop(pool);
+    gate_tx.send(()).unwrap();
+    let got: Vec<&str> = (0..2)
+        .map(|_| order_rx.recv_timeout(Duration::from_secs(10)).unwrap())
+        .collect();
+    assert_eq!(got, ["first job returned", "second job"]);
+}
+
 /// Reports the pool's queue length from its destructor: it takes the pool's lock.
 struct ReportsOnDrop {
     pool: Arc<ThreadPool>,
