@@ -532,11 +532,7 @@ pub fn tcp_listen(addr: &SocketAddr, opts: &SockOpts) -> Result<OwnedFd, SockErr
     }
     apply_buffers(raw, opts)?;
     step("bind", bind(raw, &RawAddr::from_inet(addr)))?;
-    // SAFETY: listen(2) with integer arguments on an fd we own.
-    step(
-        "listen",
-        cvt(unsafe { libc::listen(raw, opts.backlog.max(1)) }),
-    )?;
+    step("listen", set_listen_backlog(raw, opts.backlog))?;
     Ok(fd)
 }
 
@@ -578,8 +574,7 @@ pub fn unix_listen(path: &Path, mode: u32, backlog: i32) -> Result<OwnedFd, Sock
         "chmod",
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)),
     )?;
-    // SAFETY: listen(2) with integer arguments on an fd we own.
-    step("listen", cvt(unsafe { libc::listen(raw, backlog.max(1)) }))?;
+    step("listen", set_listen_backlog(raw, backlog))?;
     Ok(fd)
 }
 
@@ -718,7 +713,8 @@ fn unix_connect_once(path: &Path) -> UnixProbe {
     }
 }
 
-/// Calls `listen(2)` again on a listening socket: the kernel takes the new backlog.
+/// `listen(2)` with `backlog` (at least 1); again on a listening socket, the kernel takes
+/// the new backlog.
 pub fn set_listen_backlog(fd: RawFd, backlog: i32) -> io::Result<()> {
     // SAFETY: listen(2) with integer arguments on a caller-owned fd.
     cvt(unsafe { libc::listen(fd, backlog.max(1)) }).map(|_| ())
