@@ -34,7 +34,7 @@
 //! | `is_scheduler_thread()` | [`scheduler::is_scheduler_thread`](crate::scheduler::is_scheduler_thread) | |
 //! | `ping_scheduler()` | [`scheduler::ping_scheduler`](crate::scheduler::ping_scheduler) | |
 //! | `schedule_recurring_function()` | [`scheduler::schedule_recurring`](crate::scheduler::schedule_recurring) | |
-//! | master event loop | [`Scheduler::run`](crate::scheduler::Scheduler::run) | level-mode `polling` |
+//! | master event loop | [`Scheduler::run`](crate::scheduler::Scheduler::run) | `polling` in oneshot mode, re-armed after each callback (level-triggered semantics, ready fds in arrival order) |
 //! | signal handling | [`scheduler::on_signal`](crate::scheduler::on_signal) | self-pipe plus a pending flag per signal; callback on the loop; repeats coalesce; a panicking callback is logged |
 //! | `ec_async_job` | [`threadpool::Job`](crate::threadpool::Job), [`scheduler::threadpool_submit`](crate::scheduler::threadpool_submit) | completion is a [`Completion`](crate::threadpool::Completion) |
 //! | `IO` / `CPU` thread pools | [`scheduler::get_pool`](crate::scheduler::get_pool) | created on first use; `None` after [`shutdown_pools`](crate::scheduler::shutdown_pools); a dropped [`ThreadPool`](crate::threadpool::ThreadPool) shuts down |
