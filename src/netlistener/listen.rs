@@ -168,24 +168,45 @@ impl Instance {
         }
     }
 
-    /// Starts accepting in the configured mode.
-    pub fn start(&mut self, shared: &Arc<Shared>) {
+    /// Starts accepting in the configured mode. If it cannot (no fd or thread left, say),
+    /// the Listen is closed and marked failed, not left listening with nobody accepting:
+    /// a later reload opens it again.
+    pub fn start(&mut self, shared: &Arc<Shared>) -> Result<(), ()> {
+        match self.new_acceptor(shared, &self.settings) {
+            Ok(a) => {
+                self.acceptor = a;
+                Ok(())
+            }
+            Err(error) => {
+                log::error!(
+                    "{} Listen \"{}\": cannot start accepting: {error}; closed",
+                    self.info.def.scope,
+                    self.info.address
+                );
+                self.close();
+                self.state = ListenState::Failed(SockError {
+                    syscall: "start accepting",
+                    error,
+                });
+                Err(())
+            }
+        }
+    }
+
+    fn new_acceptor(
+        &self,
+        shared: &Arc<Shared>,
+        settings: &ListenSettings,
+    ) -> io::Result<Option<Acceptor>> {
         let Some(sock) = &self.sock else {
-            return;
+            return Ok(None);
         };
         let ctx = Arc::new(AcceptCtx {
             shared: shared.clone(),
             inst: self.info.clone(),
             backoff: self.backoff.clone(),
         });
-        match accept::start(ctx, &self.settings, sock) {
-            Ok(a) => self.acceptor = Some(a),
-            Err(e) => log::error!(
-                "{} Listen \"{}\": cannot start accepting: {e}",
-                self.info.def.scope,
-                self.info.address
-            ),
-        }
+        accept::start(ctx, settings, sock).map(Some)
     }
 
     /// Stops accepting; the socket stays open. Never waits for an accept thread (one may be
@@ -205,19 +226,35 @@ impl Instance {
     /// `Disable_Nagle_Algorithm` is applied per accepted connection anyway. A buffer size set
     /// back to 0 (the OS default) cannot be undone on a live socket: that is logged, and
     /// applies when the socket re-opens. The accept machinery restarts when `Concurrency`,
-    /// `Events_Per_Iter` or `Accept_Queue_Backlog` changed. The new settings are recorded in
-    /// every case, so each change is reported once.
-    pub fn reconfigure(&mut self, shared: &Arc<Shared>, new: ListenSettings) {
+    /// `Events_Per_Iter` or `Accept_Queue_Backlog` changed: the new one starts before the
+    /// old one stops, and if it cannot start, the old one goes on with its settings (logged;
+    /// the next reload tries again). The other new settings are recorded in every case, so
+    /// each change is reported once.
+    pub fn reconfigure(&mut self, shared: &Arc<Shared>, mut new: ListenSettings) {
         if new == self.settings {
             return;
         }
         self.apply_socket_options(&new);
-        let restart = self.settings.accept_shape_differs(&new);
-        self.settings = new;
-        if restart {
-            self.stop();
-            self.start(shared);
+        if self.settings.accept_shape_differs(&new) {
+            match self.new_acceptor(shared, &new) {
+                Ok(a) => {
+                    self.stop();
+                    self.acceptor = a;
+                }
+                Err(e) => {
+                    log::error!(
+                        "{} Listen \"{}\": cannot restart accepting with the new settings: {e}; \
+                         still accepting with the old ones",
+                        self.info.def.scope,
+                        self.info.address
+                    );
+                    new.concurrency = self.settings.concurrency;
+                    new.events_per_iter = self.settings.events_per_iter;
+                    new.queue_backlog = self.settings.queue_backlog;
+                }
+            }
         }
+        self.settings = new;
     }
 
     fn apply_socket_options(&self, new: &ListenSettings) {

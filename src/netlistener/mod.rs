@@ -566,7 +566,13 @@ pub fn netlistener_apply(gen: &Arc<Generation>) -> Result<Vec<String>, NetError>
                         def.scope,
                         bound_text(&inst.info)
                     );
-                    inst.start(&shared);
+                    if inst.start(&shared).is_err() && is_fatal {
+                        fatal.push(format!(
+                            "{} Listen \"{addr}\": {}",
+                            def.scope,
+                            state_text(&inst.state)
+                        ));
+                    }
                 }
                 Err(()) if is_fatal => fatal.push(format!(
                     "{} Listen \"{addr}\": {}",
