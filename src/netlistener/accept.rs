@@ -30,8 +30,10 @@
 //! Accept errors never stop a listener. Errors of one connection (`ECONNABORTED`, `EINTR`,
 //! `EPERM`, and the pending network errors Linux reports through `accept(2)`: `ENETDOWN`,
 //! `EPROTO`, `ENOPROTOOPT`, `EHOSTDOWN`, `ENONET`, `EHOSTUNREACH`, `EOPNOTSUPP`,
-//! `ENETUNREACH`, `ETIMEDOUT`) are retried silently. Any other error — `EMFILE`, `ENFILE`,
-//! `ENOBUFS`, `ENOMEM` above all — is counted in `failed_accepts` and stops accepting on that
+//! `ENETUNREACH`, `ETIMEDOUT`) are retried silently, up to 64 in a row (some, like an LSM
+//! hook's `EPERM`, leave the connection queued: retrying them forever would spin). Any other
+//! error — `EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM` above all — and the 65th connection error
+//! in a row are counted in `failed_accepts` and stop accepting on that
 //! socket for a back-off growing from 10 ms to 1 s, then accepting resumes. An episode is
 //! logged once when it starts ("backing off") and once when it ends ("accepting again"), per
 //! Listen, however many threads accept on it. Nothing spins.
@@ -90,6 +92,7 @@ pub(crate) fn start(
     let st = AcceptState {
         ctx,
         per_iter: s.events_per_iter,
+        retry_streak: 0,
     };
     let ev = Event::build_fd_event(fd, E_READ, accept_cb, Box::new(st));
     Ok(Acceptor::InScheduler(scheduler::schedule_event(ev)?))
@@ -257,15 +260,36 @@ enum Next {
     Away(Duration),
 }
 
-/// `attempt`: when the failed call started; `now`: when it returned.
+/// Connection errors in a row an accepter retries at once; past this they back off like an
+/// error of the socket. Most take their connection off the queue, but not all (an LSM hook
+/// refusing with `EPERM` fails before the connection is dequeued): retrying such an error
+/// at once would spin.
+const RETRY_STREAK_MAX: u32 = 64;
+
+/// What an accepter does with `err`, given `streak`, its connection errors since its last
+/// accepted connection (counted here): a connection error past [`RETRY_STREAK_MAX`] in a
+/// row backs off.
+fn triage(err: &io::Error, streak: &mut u32) -> AcceptError {
+    match classify_accept_error(err) {
+        AcceptError::Retry if *streak < RETRY_STREAK_MAX => {
+            *streak += 1;
+            AcceptError::Retry
+        }
+        AcceptError::Retry => AcceptError::Persistent,
+        other => other,
+    }
+}
+
+/// `attempt`: when the failed call started; `now`: when it returned; `streak`: the
+/// accepter's connection errors since its last accepted connection.
 fn after_error(
     ctx: &AcceptCtx,
     call: &str,
     err: &io::Error,
-    attempt: Instant,
-    now: Instant,
+    (attempt, now): (Instant, Instant),
+    streak: &mut u32,
 ) -> Next {
-    let away = match classify_accept_error(err) {
+    let away = match triage(err, streak) {
         AcceptError::Empty => return Next::Readiness,
         AcceptError::Retry => return Next::Again,
         AcceptError::Persistent => {
@@ -413,6 +437,8 @@ fn start_session(mut ev: Event, now: Instant) {
 struct AcceptState {
     ctx: Arc<AcceptCtx>,
     per_iter: usize,
+    /// See [`RETRY_STREAK_MAX`].
+    retry_streak: u32,
 }
 
 fn accept_cb(e: &mut Event, _eventtype: i32, closure: &mut Closure, now: Instant) -> i32 {
@@ -424,19 +450,22 @@ fn accept_cb(e: &mut Event, _eventtype: i32, closure: &mut Closure, now: Instant
         match sys::accept(e.fd()) {
             Ok((fd, remote)) => {
                 after_success(&st.ctx, now, now);
+                st.retry_streak = 0;
                 if let Some(ev) = admit(&st.ctx, fd, remote, now) {
                     start_session(ev, now);
                 }
             }
-            Err(err) => match after_error(&st.ctx, "accept", &err, now, now) {
-                Next::Readiness => break,
-                Next::Again => continue,
-                Next::Away(d) => {
-                    // Leave the poller (no E_READ) until the deadline: no spin while failing.
-                    e.set_timeout(now, Some(d));
-                    return E_TIMEOUT;
+            Err(err) => {
+                match after_error(&st.ctx, "accept", &err, (now, now), &mut st.retry_streak) {
+                    Next::Readiness => break,
+                    Next::Again => continue,
+                    Next::Away(d) => {
+                        // Leave the poller (no E_READ) until the deadline: no spin while failing.
+                        e.set_timeout(now, Some(d));
+                        return E_TIMEOUT;
+                    }
                 }
-            },
+            }
         }
     }
     e.timeout = None;
@@ -533,6 +562,7 @@ impl AcceptThread {
     fn run(self) {
         // Held from a readiness report through the accept it announced (see `wait_readable`).
         let mut turn = None;
+        let mut streak = 0; // see RETRY_STREAK_MAX
         while !self.stopped() {
             let step = self.accept();
             drop(turn.take());
@@ -541,6 +571,7 @@ impl AcceptThread {
                 Step::Accepted(attempt, fd, remote) => {
                     let now = Instant::now();
                     after_success(&self.ctx, attempt, now);
+                    streak = 0;
                     if let Some(ev) = admit(&self.ctx, fd, remote, now) {
                         self.enqueue(ev);
                     }
@@ -553,12 +584,12 @@ impl AcceptThread {
             if self.stopped() {
                 return;
             }
-            if let Next::Readiness = self.failed("accept", attempt, &err) {
+            if let Next::Readiness = self.failed("accept", attempt, &err, &mut streak) {
                 match self.wait_readable() {
                     Wait::Ready(t) => turn = Some(t),
                     Wait::Stop => return,
                     Wait::Failed(at, e) => {
-                        self.failed("poll", at, &e);
+                        self.failed("poll", at, &e, &mut streak);
                     }
                 }
             }
@@ -583,8 +614,8 @@ impl AcceptThread {
 
     /// The accept-error path shared with the scheduler mode; rests out a back-off here, on
     /// the wake pipe, so a stop is not delayed by it.
-    fn failed(&self, call: &str, attempt: Instant, err: &io::Error) -> Next {
-        let next = after_error(&self.ctx, call, err, attempt, Instant::now());
+    fn failed(&self, call: &str, attempt: Instant, err: &io::Error, streak: &mut u32) -> Next {
+        let next = after_error(&self.ctx, call, err, (attempt, Instant::now()), streak);
         if let Next::Away(d) = next {
             // Round up so a sub-millisecond rest never becomes a busy loop.
             let ms = d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
@@ -707,6 +738,22 @@ mod tests {
         ] {
             assert_eq!(err(n), AcceptError::Persistent, "errno {n}");
         }
+    }
+
+    #[test]
+    fn a_connection_error_that_keeps_coming_backs_off() {
+        let eperm = io::Error::from_raw_os_error(libc::EPERM);
+        let mut streak = 0;
+        for i in 0..RETRY_STREAK_MAX {
+            assert_eq!(triage(&eperm, &mut streak), AcceptError::Retry, "error {i}");
+        }
+        assert_eq!(triage(&eperm, &mut streak), AcceptError::Persistent);
+        assert_eq!(triage(&eperm, &mut streak), AcceptError::Persistent);
+        // An empty queue is no error at all, whatever the streak.
+        let eagain = io::Error::from_raw_os_error(libc::EAGAIN);
+        assert_eq!(triage(&eagain, &mut streak), AcceptError::Empty);
+        streak = 0; // what an accepted connection does
+        assert_eq!(triage(&eperm, &mut streak), AcceptError::Retry);
     }
 
     #[test]
