@@ -129,12 +129,13 @@ pub struct Args {
 /// The usage text of the daemon called `name`.
 pub fn usage(name: &str) -> String {
     format!(
-        "usage: {name} [-c PATH] [--check] [--log-level LEVEL] [--version]
-  -c PATH            configuration file, or directory of *.conf files
+        "usage: {name} [-c PATH] [--check] [--log-level LEVEL] [--version] [--help]
+  -c, --config PATH  configuration file, or directory of *.conf files
                      (default: ./conf.d if it exists, else /etc/netlistener)
   --check            validate the configuration and exit (0 clean, 1 errors)
-  --log-level LEVEL  error, warn, info, debug or trace (overrides Log_Level)
-  --version          print the version and exit
+  --log-level LEVEL  off, error, warn, info, debug or trace (overrides Log_Level)
+  -V, --version      print the version and exit
+  -h, --help         print this text and exit
 "
     )
 }
