@@ -517,16 +517,6 @@ pub fn commit(md: &Maildir, staged: Staged, done: CommitDone) {
         }
         q.leading = true;
     }
-    // Hand the lead back if a panic unwinds through here, so later deliveries still commit.
-    struct Lead<'a>(&'a Maildir);
-    impl Drop for Lead<'_> {
-        fn drop(&mut self) {
-            if std::thread::panicking() {
-                lock(&self.0.queue).leading = false;
-            }
-        }
-    }
-    let _lead = Lead(md);
     loop {
         let batch = {
             let mut q = lock(&md.queue);
@@ -536,7 +526,19 @@ pub fn commit(md: &Maildir, staged: Staged, done: CommitDone) {
             }
             std::mem::take(&mut q.waiting)
         };
-        commit_round(md, batch);
+        // A panic ends its round only: the messages of that round not answered yet are
+        // dropped with it (their sessions close, nothing was acknowledged), and this thread
+        // keeps the lead for what queued meanwhile, which would otherwise wait forever.
+        let round = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            commit_round(md, batch);
+        }));
+        if let Err(p) = round {
+            log::error!(
+                "ESMTP maildir {}: a commit round panicked: {}; its unanswered sessions are closed",
+                md.path.display(),
+                crate::scheduler::panic_message(&p)
+            );
+        }
     }
 }
 

@@ -84,6 +84,28 @@ fn files_are_numbered_in_creation_order() {
 }
 
 #[test]
+fn a_round_that_panics_does_not_strand_the_messages_queued_meanwhile() {
+    let d = tmpdir("panic");
+    let md = Maildir::get(&d);
+    let (first, second) = (staged(&md, "h", b"1\r\n"), staged(&md, "h", b"2\r\n"));
+    let (tx, rx) = mpsc::channel();
+    let md2 = md.clone();
+    commit(
+        &md,
+        first,
+        Box::new(move |_| {
+            // Queued while this round runs (this thread leads), then the round panics.
+            commit(&md2, second, Box::new(move |r| tx.send(r).unwrap()));
+            panic!("a completion that panics (expected in this test)");
+        }),
+    );
+    let r = rx.recv_timeout(std::time::Duration::from_secs(10));
+    assert!(matches!(r, Ok(Ok(_))), "{r:?}");
+    assert_eq!(names(&d.join("new")).len(), 2);
+    let _ = fs::remove_dir_all(&d);
+}
+
+#[test]
 fn staged_message_commits_into_new_only() {
     let d = tmpdir("ok");
     let md = Maildir::get(&d);
