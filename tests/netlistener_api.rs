@@ -351,24 +351,25 @@ fn a_port_its_accept_threads_still_hold_is_free_in_the_same_reload() {
     }
 }
 
-/// Linux: how often the accept threads of `kind` went to sleep so far (their voluntary
-/// context switches, from /proc).
+/// Linux: how many accept threads of `kind` there are, and how often they went to sleep so
+/// far (their voluntary context switches, from /proc).
 #[cfg(target_os = "linux")]
-fn accept_thread_sleeps(kind: &str) -> u64 {
+fn accept_thread_sleeps(kind: &str) -> (u64, u64) {
     let prefix = format!("accept-{kind}-");
-    let mut n = 0;
+    let (mut threads, mut n) = (0, 0);
     for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
         let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
         if !comm.starts_with(&prefix) {
             continue;
         }
+        threads += 1;
         let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
         n += status
             .lines()
             .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
             .map_or(0, |v| v.trim().parse::<u64>().unwrap());
     }
-    n
+    (threads, n)
 }
 
 #[cfg(target_os = "linux")]
@@ -382,12 +383,15 @@ fn a_lone_connection_wakes_one_accept_thread_not_all() {
     let srv = Server::start(&["Herd"], Conf::Text(conf));
     let addr = srv.addrs("Herd_Listener")[0];
     assert_eq!(Client::connect(addr).line(), "Herd hi");
-    let before = accept_thread_sleeps("Herd");
+    let (threads, before) = accept_thread_sleeps("Herd");
+    // Else the count below is of no thread at all (renamed threads, say) and proves nothing.
+    assert_eq!(threads, THREADS, "accept threads found by name");
     // One at a time: every thread is idle when the next connection arrives.
     for _ in 0..N {
         assert_eq!(Client::connect(addr).line(), "Herd hi");
     }
-    let slept = accept_thread_sleeps("Herd") - before;
+    let slept = accept_thread_sleeps("Herd").1 - before;
+    assert!(slept > 0, "the accept threads never slept: not measured");
     // If every idle thread polled the socket, each connection would wake all of them, and
     // each would sleep again: >= THREADS sleeps a connection. With one thread in poll, the
     // woken one and the one taking its turn sleep again: about 2.
