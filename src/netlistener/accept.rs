@@ -219,9 +219,8 @@ enum AcceptError {
 
 fn classify_accept_error(e: &io::Error) -> AcceptError {
     match e.raw_os_error() {
-        Some(n) if n == libc::EAGAIN || n == libc::EWOULDBLOCK => AcceptError::Empty,
+        _ if e.kind() == io::ErrorKind::WouldBlock => AcceptError::Empty, // EAGAIN, EWOULDBLOCK
         Some(n) if is_connection_error(n) => AcceptError::Retry,
-        _ if e.kind() == io::ErrorKind::WouldBlock => AcceptError::Empty,
         _ => AcceptError::Persistent,
     }
 }
@@ -683,16 +682,17 @@ impl AcceptThread {
 fn drain_queue(q: Arc<AcceptQueue>) {
     q.scheduled.store(false, Ordering::Release);
     let now = scheduler::scheduler_now();
-    let batch: Vec<Event> = {
+    // What is left past `per_iter` needs another drain; what arrives from now on has its
+    // own (the enqueuer sees `scheduled` false and schedules it).
+    let (batch, more): (Vec<Event>, bool) = {
         let mut g = q.q.lock().unwrap_or_else(|p| p.into_inner());
         let n = g.len().min(q.per_iter);
-        g.drain(..n).collect()
+        (g.drain(..n).collect(), !g.is_empty())
     };
     q.not_full.notify_all();
     for ev in batch {
         start_session(ev, now);
     }
-    let more = !q.q.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
     if more && !q.scheduled.swap(true, Ordering::AcqRel) {
         let q2 = q.clone();
         scheduler::current_handle().run_on_scheduler(move || drain_queue(q2));
