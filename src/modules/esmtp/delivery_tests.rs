@@ -221,6 +221,12 @@ fn directories_are_checked_once_and_again_after_a_failure() {
     let s = staged(&md, "h", b"x\r\n");
     assert!(commit_now(&md, vec![s])[0].is_ok());
     assert!(md.ready.load(Ordering::Acquire));
+    // Once: while the Maildir is known good, a delivery does not look at the directories
+    // (cur/, which delivery never uses, stays gone).
+    fs::remove_dir(d.join("cur")).unwrap();
+    let s = staged(&md, "h", b"w\r\n");
+    assert!(commit_now(&md, vec![s])[0].is_ok());
+    assert!(!d.join("cur").exists(), "checked again with no failure");
     // new/ replaced by a file: the link fails, the Maildir is suspect and rechecked.
     fs::remove_dir_all(d.join("new")).unwrap();
     fs::write(d.join("new"), b"in the way").unwrap();
@@ -228,6 +234,13 @@ fn directories_are_checked_once_and_again_after_a_failure() {
     assert!(commit_now(&md, vec![s])[0].is_err());
     assert!(!md.ready.load(Ordering::Acquire));
     assert!(names(&d.join("tmp")).is_empty());
+    // Again: with the file out of the way, the next delivery recreates what is missing.
+    fs::remove_file(d.join("new")).unwrap();
+    let s = staged(&md, "h", b"z\r\n");
+    assert!(commit_now(&md, vec![s])[0].is_ok());
+    assert!(md.ready.load(Ordering::Acquire));
+    assert!(d.join("new").is_dir() && d.join("cur").is_dir());
+    assert_eq!(names(&d.join("new")).len(), 1);
     let _ = fs::remove_dir_all(&d);
 }
 
