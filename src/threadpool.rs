@@ -196,8 +196,29 @@ impl ThreadPool {
     /// Queues a job, blocking while the backlog is full. `Err(job)` after shutdown. With no
     /// worker running (none could be spawned) the job runs here, inline.
     pub fn submit(&self, job: Job) -> Result<(), Job> {
+        self.enqueue(job, |job| job)
+    }
+
+    /// Queues `run(value)` as a job, as [`ThreadPool::submit`] does, and hands `value` back
+    /// (`Err(value)`) if the pool refuses it: the caller can still act on it (answer the
+    /// client, close the session), with nothing allocated but the job itself.
+    pub fn submit_with<T: Send + 'static>(
+        &self,
+        value: T,
+        run: impl FnOnce(T) -> Completion + Send + 'static,
+    ) -> Result<(), T> {
+        self.enqueue(value, |v| Job::new(move || run(v)))
+    }
+
+    /// `submit` of `job(value)`; the refusals are decided before the job is made, so the
+    /// value comes back as it was.
+    fn enqueue<T>(&self, value: T, job: impl FnOnce(T) -> Job) -> Result<(), T> {
         if !self.start_workers(spawn_worker) {
-            return self.run_inline(job);
+            if self.lock_state().shutdown {
+                return Err(value);
+            }
+            run_job(&self.inner, job(value));
+            return Ok(());
         }
         let mut st = self.lock_state();
         while self.inner.backlog > 0 && st.queue.len() >= self.inner.backlog && !st.shutdown {
@@ -208,9 +229,9 @@ impl ThreadPool {
                 .unwrap_or_else(|p| p.into_inner());
         }
         if st.shutdown {
-            return Err(job);
+            return Err(value);
         }
-        st.queue.push_back(job);
+        st.queue.push_back(job(value));
         drop(st);
         self.inner.not_empty.notify_one();
         Ok(())
@@ -218,14 +239,6 @@ impl ThreadPool {
 
     fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
         self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn run_inline(&self, job: Job) -> Result<(), Job> {
-        if self.lock_state().shutdown {
-            return Err(job);
-        }
-        run_job(&self.inner, job);
-        Ok(())
     }
 
     /// Spawns the workers on first use; true while at least one is running.

@@ -207,6 +207,32 @@ impl Drop for ReportsOnDrop {
 }
 
 #[test]
+fn submit_with_runs_the_value_or_hands_it_back_after_shutdown() {
+    let s = Scheduler::new().unwrap();
+    let pool = ThreadPool::new("V", 1, 0, s.handle());
+    let (tx, rx) = mpsc::channel();
+    let ran = tx.clone();
+    assert!(pool
+        .submit_with(String::from("kept"), move |v| {
+            ran.send(v).unwrap();
+            Completion::Nothing
+        })
+        .is_ok());
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), "kept");
+    pool.shutdown();
+    let back = pool.submit_with(String::from("refused"), move |v| {
+        tx.send(v).unwrap();
+        Completion::Nothing
+    });
+    assert_eq!(
+        back,
+        Err(String::from("refused")),
+        "the value comes back whole"
+    );
+    assert!(rx.try_recv().is_err(), "a refused job never runs");
+}
+
+#[test]
 fn skipped_jobs_are_dropped_outside_the_pool_lock() {
     let s = Scheduler::new().unwrap();
     let pool = Arc::new(ThreadPool::new("S", 1, 0, s.handle()));

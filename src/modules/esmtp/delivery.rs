@@ -58,7 +58,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::threadpool::{Completion, Job, ThreadPool};
+use crate::threadpool::{Completion, ThreadPool};
 
 use super::protocol::{BodySink, MAX_COMMAND_LINE};
 
@@ -423,7 +423,7 @@ impl MaildirWrite {
         match pool.filter(|_| crate::scheduler::is_scheduler_thread()) {
             None => drop(remove()),
             Some(pool) => {
-                if let Err(remove) = submit_or_back(pool, remove, |remove| remove()) {
+                if let Err(remove) = pool.submit_with(remove, |remove| remove()) {
                     remove();
                 }
             }
@@ -442,29 +442,6 @@ impl Drop for MaildirWrite {
     /// [`MaildirWrite::discard`] first, so this only runs off the scheduler thread.
     fn drop(&mut self) {
         self.fail();
-    }
-}
-
-/// Submits `run(value)` to `pool` as a job; `Err(value)` if the pool refuses it (it is shut
-/// down), so the caller can still act on the value.
-pub(super) fn submit_or_back<T: Send + 'static>(
-    pool: &ThreadPool,
-    value: T,
-    run: impl FnOnce(T) -> Completion + Send + 'static,
-) -> Result<(), T> {
-    let slot = Arc::new(Mutex::new(Some(value)));
-    let theirs = Arc::clone(&slot);
-    let job = Job::new(move || match lock(&theirs).take() {
-        Some(v) => run(v),
-        None => Completion::Nothing,
-    });
-    match pool.submit(job) {
-        Ok(()) => Ok(()),
-        Err(job) => {
-            drop(job);
-            let back = lock(&slot).take();
-            back.map_or(Ok(()), Err)
-        }
     }
 }
 

@@ -521,7 +521,7 @@ fn session_of(fe: &mut FloatedEvent) -> Option<&mut SmtpSess> {
 fn float_handoff(mut fe: FloatedEvent) {
     let pool = session_of(&mut fe).and_then(|s| s.disk.as_ref().and_then(|d| d.pool.clone()));
     let refused = match pool {
-        Some(pool) => delivery::submit_or_back(&pool, fe, disk_work).err(),
+        Some(pool) => pool.submit_with(fe, disk_work).err(),
         None => Some(fe),
     };
     if let Some(fe) = refused {
